@@ -1,0 +1,88 @@
+"""Why a request ends without reaching the cluster (or with the cluster unreachable).
+
+Every refusal is one `Refusal` value; `status_for` maps it to a Kubernetes `Status` in
+exactly one place, with an exhaustive match, and the audit event takes its decision from it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from protocols.status import StatusReason
+
+
+class Outcome(enum.Enum):
+    """The audit event's `decision` for a request that ended this way."""
+
+    DENY = "deny"
+    UNAUTHENTICATED = "unauthenticated"
+    ERROR = "error"
+
+
+class Fault(enum.Enum):
+    BAD_REQUEST = enum.auto()  # the request cannot be read as the cluster would read it
+    UNAUTHENTICATED = enum.auto()  # no token, or a token that does not verify
+    FORBIDDEN = enum.auto()  # policy or the impersonation rule refuse it
+    UNKNOWN_CONNECTION = enum.auto()  # /k8s/<name>/ names no connection
+    NOT_FOUND = enum.auto()  # outside /k8s/ and the gateway's own endpoints
+    IDP_UNAVAILABLE = enum.auto()  # the identity provider's keys cannot be had
+    UPSTREAM_CREDENTIAL = enum.auto()  # the service credential cannot be had
+    UPSTREAM_UNREACHABLE = enum.auto()  # connecting to the cluster failed
+    UPSTREAM_TIMEOUT = enum.auto()  # the cluster did not answer in time
+    UPSTREAM_PROTOCOL = enum.auto()  # the cluster's answer was malformed or cut short
+    HEAD_TOO_LARGE = enum.auto()
+    URL_TOO_LONG = enum.auto()
+    SLOW_CLIENT = enum.auto()
+
+
+class GatewayRefusal(Exception):
+    """Raised by a pipeline stage; becomes one `Status` response and one audit event."""
+
+    def __init__(self, fault: Fault, message: str) -> None:
+        super().__init__(message)
+        self.fault = fault
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAnswer:
+    reason: StatusReason
+    outcome: Outcome
+
+
+def status_for(fault: Fault) -> StatusAnswer:
+    match fault:
+        case Fault.BAD_REQUEST:
+            return StatusAnswer(StatusReason.BadRequest, Outcome.DENY)
+        case Fault.UNAUTHENTICATED:
+            return StatusAnswer(StatusReason.Unauthorized, Outcome.UNAUTHENTICATED)
+        case Fault.FORBIDDEN:
+            return StatusAnswer(StatusReason.Forbidden, Outcome.DENY)
+        case Fault.UNKNOWN_CONNECTION | Fault.NOT_FOUND:
+            return StatusAnswer(StatusReason.NotFound, Outcome.DENY)
+        case Fault.IDP_UNAVAILABLE | Fault.UPSTREAM_CREDENTIAL:
+            return StatusAnswer(StatusReason.ServiceUnavailable, Outcome.ERROR)
+        case Fault.UPSTREAM_UNREACHABLE | Fault.UPSTREAM_PROTOCOL:
+            return StatusAnswer(StatusReason.BadGateway, Outcome.ERROR)
+        case Fault.UPSTREAM_TIMEOUT:
+            return StatusAnswer(StatusReason.Timeout, Outcome.ERROR)
+        case Fault.HEAD_TOO_LARGE:
+            return StatusAnswer(StatusReason.RequestHeaderFieldsTooLarge, Outcome.DENY)
+        case Fault.URL_TOO_LONG:
+            return StatusAnswer(StatusReason.URITooLong, Outcome.DENY)
+        case Fault.SLOW_CLIENT:
+            return StatusAnswer(StatusReason.Timeout, Outcome.DENY)
+
+
+def fault_for_status(reason: StatusReason) -> Fault:
+    """The listener's refusals (made before a request head exists) as faults."""
+    match reason:
+        case StatusReason.RequestHeaderFieldsTooLarge:
+            return Fault.HEAD_TOO_LARGE
+        case StatusReason.URITooLong:
+            return Fault.URL_TOO_LONG
+        case StatusReason.Timeout:
+            return Fault.SLOW_CLIENT
+        case _:
+            return Fault.BAD_REQUEST

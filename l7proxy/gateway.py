@@ -1,0 +1,457 @@
+"""The request path, top to bottom:
+
+    route → authenticate → resolve → authorize → [local answer]
+          → upstream credential → forward head → stream bodies both ways → audit
+
+Each stage is a function with a typed input and output; a stage that refuses raises
+`GatewayRefusal`, which becomes one `Status` response in `_refuse`. Audit happens in
+`handle`'s `finally`, so every request — allowed, refused or cut short — leaves one event.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+
+import structlog
+import trio
+
+from l7proxy.audit import AuditEvent, AuditLog
+from l7proxy.connectors import Connector, UpstreamCredentialError
+from l7proxy.errors import Fault, GatewayRefusal, Outcome, fault_for_status, status_for
+from l7proxy.exchange import ClientDisconnected, Exchange
+from l7proxy.metrics import Metrics
+from l7proxy.oidc.authenticator import (
+    Authenticated,
+    AuthenticationError,
+    Authenticator,
+    ProviderUnavailable,
+)
+from l7proxy.routing import LocalEndpoint, Route, route
+from l7proxy.settings import Limits
+from l7proxy.upstream import UpstreamError, UpstreamFailure, UpstreamPool, UpstreamRequest
+from policy.decision import Decision
+from policy.engine import PolicySet
+from policy.identity import Identity
+from protocols.attributes import Attributes, UnresolvableRequest, resolve
+from protocols.headers import (
+    impersonation_headers,
+    request_headers_for_upstream,
+    response_headers_for_client,
+)
+from protocols.status import StatusReason, status_body, status_headers
+
+log = structlog.get_logger("l7proxy.gateway")
+
+# A refused request's body is read and dropped up to this size so the connection can be
+# reused; a larger body closes the connection instead.
+DRAIN_LIMIT = 64 * 1024
+# Time allowed for releasing a cancelled upstream request.
+CLEANUP_TIMEOUT = 2.0
+
+
+class Gateway:
+    """The gateway application served by the listener."""
+
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        policies: PolicySet,
+        connectors: dict[str, Connector],
+        audit: AuditLog,
+        metrics: Metrics,
+        limits: Limits,
+    ) -> None:
+        self.authenticator = authenticator
+        self.policies = policies
+        self.connectors = connectors
+        self.audit = audit
+        self.metrics = metrics
+        self.limits = limits
+        self.ready = False
+
+    # -- the straight line ----------------------------------------------------------------
+    async def handle(self, exchange: Exchange) -> None:
+        head = exchange.head
+        started = time.monotonic()
+        event = AuditEvent(
+            audit_id=str(uuid.uuid4()),
+            method=head.method,
+            path=head.path,
+            client_addr=exchange.client_addr,
+            user_agent=(head.header(b"user-agent") or b"").decode("latin-1"),
+            http_version=head.http_version,
+        )
+        target = route(head.path)
+        if isinstance(target, LocalEndpoint):
+            await self._answer_local(exchange, target, event)
+            return
+        try:
+            connector = self._connector(target, event)
+            auth = await self._authenticate(exchange, event)
+            attributes = self._resolve(exchange, target, event)
+            decision = self._authorize(exchange, auth.identity, target, attributes, event)
+            await self._forward(exchange, connector, target, auth, decision, event)
+        except GatewayRefusal as refusal:
+            await self._refuse_quietly(exchange, refusal, event)
+        finally:
+            self.audit.write(event, duration=time.monotonic() - started)
+            self.metrics.observe(event)
+
+    def _connector(self, target: Route, event: AuditEvent) -> Connector:
+        event.connection = target.connection
+        connector = self.connectors.get(target.connection)
+        if connector is None:
+            raise GatewayRefusal(
+                Fault.UNKNOWN_CONNECTION, f'the gateway has no connection "{target.connection}"'
+            )
+        return connector
+
+    async def _authenticate(self, exchange: Exchange, event: AuditEvent) -> Authenticated:
+        token = bearer_token(exchange.head.header(b"authorization"))
+        if token is None:
+            raise GatewayRefusal(Fault.UNAUTHENTICATED, "Unauthorized: no bearer token")
+        try:
+            result = await self.authenticator.authenticate(token)
+        except ProviderUnavailable as exc:
+            raise GatewayRefusal(
+                Fault.IDP_UNAVAILABLE, f"cannot verify tokens: {exc.reason}"
+            ) from exc
+        except AuthenticationError as exc:
+            raise GatewayRefusal(Fault.UNAUTHENTICATED, f"Unauthorized: {exc.reason}") from exc
+        event.set_identity(result.identity)
+        return result
+
+    def _resolve(self, exchange: Exchange, target: Route, event: AuditEvent) -> Attributes:
+        try:
+            attributes = resolve(exchange.head.method, target.path, exchange.head.query)
+        except UnresolvableRequest as exc:
+            raise GatewayRefusal(Fault.BAD_REQUEST, str(exc)) from exc
+        event.set_attributes(attributes)
+        return attributes
+
+    def _authorize(
+        self,
+        exchange: Exchange,
+        identity: Identity,
+        target: Route,
+        attributes: Attributes,
+        event: AuditEvent,
+    ) -> Decision:
+        impersonating = impersonation_headers(exchange.head.headers)
+        if impersonating:
+            event.reason = "impersonation is not granted"
+            raise GatewayRefusal(
+                Fault.FORBIDDEN,
+                f"{_subject(identity)} cannot impersonate: the request carries "
+                f"{', '.join(impersonating)}, "
+                f'and no policy on connection "{target.connection}" grants impersonation',
+            )
+        decision = self.policies.decide(identity, target.connection, attributes)
+        event.set_decision(decision)
+        if not decision.allowed:
+            raise GatewayRefusal(
+                Fault.FORBIDDEN, forbidden_message(identity, attributes, target, decision)
+            )
+        return decision
+
+    async def _forward(
+        self,
+        exchange: Exchange,
+        connector: Connector,
+        target: Route,
+        auth: Authenticated,
+        decision: Decision,
+        event: AuditEvent,
+    ) -> None:
+        headers = request_headers_for_upstream(exchange.head.headers)
+        try:
+            pool = await connector.upstream()
+            headers += await connector.credential_headers(auth.identity, decision)
+        except UpstreamCredentialError as exc:
+            raise GatewayRefusal(
+                Fault.UPSTREAM_CREDENTIAL, f'connection "{target.connection}": {exc.message}'
+            ) from exc
+        upstream = await self._open_upstream(exchange, pool, target, headers)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    self._copy_request_body, exchange, upstream, event, nursery.cancel_scope
+                )
+                refusal = await self._relay_response(exchange, upstream, auth, event)
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
+                await upstream.aclose()
+        if refusal is not None:
+            raise refusal
+
+    async def _relay_response(
+        self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
+    ) -> GatewayRefusal | None:
+        """The cluster's response to the client, as it arrives. Runs beside the request
+        body copy, so it returns its refusal rather than raising it out of the nursery."""
+        try:
+            status, response_headers = await self._response_head(upstream)
+        except GatewayRefusal as refusal:
+            return refusal
+        event.status = status
+        event.upstream_audit_id = _header(response_headers, b"audit-id")
+        try:
+            await exchange.start_response(
+                status, self._client_headers(response_headers, event.audit_id)
+            )
+            event.ended_by = await self._copy_response_body(exchange, upstream, auth, event)
+            if event.ended_by != "cluster":
+                # A response the cluster cut short is not ended cleanly: the client's
+                # stream is reset (HTTP/2) or its connection closed (HTTP/1.1).
+                await exchange.finish()
+        except ClientDisconnected:
+            event.ended_by = "client"
+        return None
+
+    async def _open_upstream(
+        self,
+        exchange: Exchange,
+        pool: UpstreamPool,
+        target: Route,
+        headers: list[tuple[bytes, bytes]],
+    ) -> UpstreamRequest:
+        try:
+            return await pool.request(
+                exchange.head.method,
+                target.upstream_target(exchange.head.query),
+                headers,
+                has_body=exchange.has_body,
+            )
+        except UpstreamError as exc:
+            raise _upstream_refusal(exc, target.connection) from exc
+
+    async def _response_head(
+        self, upstream: UpstreamRequest
+    ) -> tuple[int, list[tuple[bytes, bytes]]]:
+        timeout = self.limits.upstream_response_timeout
+        try:
+            with trio.fail_after(timeout):
+                return await upstream.response_head()
+        except trio.TooSlowError as exc:
+            raise GatewayRefusal(
+                Fault.UPSTREAM_TIMEOUT, f"the cluster did not answer within {timeout:g}s"
+            ) from exc
+        except UpstreamError as exc:
+            raise _upstream_refusal(exc, "") from exc
+
+    @staticmethod
+    def _client_headers(
+        headers: list[tuple[bytes, bytes]], audit_id: str
+    ) -> list[tuple[bytes, bytes]]:
+        kept = [(k, v) for k, v in response_headers_for_client(headers) if k != b"audit-id"]
+        kept.append((b"audit-id", audit_id.encode()))
+        return kept
+
+    async def _copy_request_body(
+        self,
+        exchange: Exchange,
+        upstream: UpstreamRequest,
+        event: AuditEvent,
+        scope: trio.CancelScope,
+    ) -> None:
+        """Stream the request body to the cluster. A client that goes away cancels the
+        whole exchange; a cluster that stops reading is left to say why in its response."""
+        if not exchange.has_body:
+            return
+        try:
+            while chunk := await exchange.receive():
+                event.bytes_in += len(chunk)
+                await upstream.send(chunk)
+            await upstream.end_body()
+        except ClientDisconnected:
+            event.ended_by = "client"
+            scope.cancel()
+        except UpstreamError as exc:
+            log.info(
+                "cluster stopped reading the request body", audit_id=event.audit_id, error=str(exc)
+            )
+
+    async def _copy_response_body(
+        self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
+    ) -> str:
+        """Stream the response as it comes; returns what ended it. A long response ends
+        at the caller's token expiry or the configured maximum duration, never earlier."""
+        deadline = _wall_to_trio(auth.expires_at)
+        ended_by = "token expiry"
+        if self.limits.max_stream_duration > 0:
+            limit = trio.current_time() + self.limits.max_stream_duration
+            if limit < deadline:
+                deadline, ended_by = limit, "duration limit"
+        event.ended_by = "client"  # stays so only if the client goes away mid-copy
+        with trio.move_on_at(deadline):
+            try:
+                while chunk := await upstream.receive():
+                    event.bytes_out += len(chunk)
+                    await exchange.send(chunk)
+            except UpstreamError as exc:
+                log.info("upstream response cut short", audit_id=event.audit_id, error=str(exc))
+                return "cluster"
+            return "complete"
+        return ended_by
+
+    # -- answers the gateway makes itself -----------------------------------------------
+    async def _answer_local(
+        self, exchange: Exchange, endpoint: LocalEndpoint, event: AuditEvent
+    ) -> None:
+        if endpoint is LocalEndpoint.NOT_FOUND:
+            started = time.monotonic()
+            try:
+                await self._refuse_quietly(
+                    exchange,
+                    GatewayRefusal(
+                        Fault.NOT_FOUND,
+                        f'the path "{exchange.head.path}" is not served here; '
+                        "clusters are under /k8s/<connection>/",
+                    ),
+                    event,
+                )
+            finally:
+                self.audit.write(event, duration=time.monotonic() - started)
+            return
+        if endpoint is LocalEndpoint.METRICS:
+            body, content_type = self.metrics.render()
+        else:
+            healthy = endpoint is LocalEndpoint.HEALTHZ or self.ready
+            body, content_type = (b"ok" if healthy else b"not ready"), b"text/plain; charset=utf-8"
+            if not healthy:
+                await self._send_whole(exchange, 503, body, content_type)
+                return
+        await self._send_whole(exchange, 200, body, content_type)
+
+    @staticmethod
+    async def _send_whole(
+        exchange: Exchange, status: int, body: bytes, content_type: bytes
+    ) -> None:
+        await _drain(exchange)
+        await exchange.start_response(
+            status, [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        )
+        await exchange.send(body)
+        await exchange.finish()
+
+    async def _refuse_quietly(
+        self, exchange: Exchange, refusal: GatewayRefusal, event: AuditEvent
+    ) -> None:
+        try:
+            await self._refuse(exchange, refusal, event)
+        except ClientDisconnected:
+            event.ended_by = "client"
+
+    async def _refuse(self, exchange: Exchange, refusal: GatewayRefusal, event: AuditEvent) -> None:
+        answer = status_for(refusal.fault)
+        event.status = answer.reason.code
+        event.decision = answer.outcome.value
+        if answer.outcome is not Outcome.DENY or not event.reason:
+            event.reason = refusal.message
+        if getattr(exchange, "response_started", False):
+            return  # the head is out: a Status can no longer be sent; the stream just ends
+        await _drain(exchange)
+        body = status_body(answer.reason, refusal.message)
+        await exchange.start_response(answer.reason.code, status_headers(body, event.audit_id))
+        await exchange.send(body)
+        await exchange.finish()
+
+    async def refuse(self, exchange: Exchange | None, reason: StatusReason, message: str) -> str:
+        """A request the listener refused before `handle`: audit it, and answer it when
+        there is an exchange to answer on (the listener answers HTTP/1.1 itself)."""
+        started = time.monotonic()
+        event = AuditEvent(audit_id=str(uuid.uuid4()))
+        if exchange is not None:
+            event.method = exchange.head.method
+            event.path = exchange.head.path[:256]
+            event.client_addr = exchange.client_addr
+            event.http_version = exchange.head.http_version
+        refusal = GatewayRefusal(fault_for_status(reason), message)
+        try:
+            if exchange is not None:
+                await self._refuse_quietly(exchange, refusal, event)
+            else:
+                answer = status_for(refusal.fault)
+                event.status, event.decision, event.reason = (
+                    answer.reason.code,
+                    answer.outcome.value,
+                    message,
+                )
+        finally:
+            self.audit.write(event, duration=time.monotonic() - started)
+        return event.audit_id
+
+
+def bearer_token(value: bytes | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header (RFC 6750 §2.1), or None."""
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    try:
+        return token.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def _subject(identity: Identity) -> str:
+    groups = ", ".join(f'"{g}"' for g in identity.groups) or "none"
+    return f'User "{identity.username}" (groups {groups})'
+
+
+def forbidden_message(identity: Identity, a: Attributes, target: Route, decision: Decision) -> str:
+    """kube-apiserver's wording, plus the groups, the connection and the deciding rule."""
+    if a.is_resource_request:
+        resource = a.resource + (f"/{a.subresource}" if a.subresource else "")
+        what = f'{resource} "{a.name}"' if a.name else resource
+        scope = f'in the namespace "{a.namespace}"' if a.namespace else "at the cluster scope"
+        action = f'cannot {a.verb} resource "{resource}" in API group "{a.api_group}" {scope}'
+    else:
+        what = f'"{a.path}"'
+        action = f'cannot {a.verb} path "{a.path}"'
+    return (
+        f"{what} is forbidden: {_subject(identity)} {action} "
+        f'on connection "{target.connection}": {decision.reason}'
+    )
+
+
+def _upstream_refusal(exc: UpstreamError, connection: str) -> GatewayRefusal:
+    where = f'connection "{connection}": ' if connection else ""
+    match exc.failure:
+        case UpstreamFailure.CONNECT:
+            return GatewayRefusal(Fault.UPSTREAM_UNREACHABLE, f"{where}{exc}")
+        case UpstreamFailure.TIMEOUT:
+            return GatewayRefusal(Fault.UPSTREAM_TIMEOUT, f"{where}{exc}")
+        case UpstreamFailure.PROTOCOL:
+            return GatewayRefusal(Fault.UPSTREAM_PROTOCOL, f"{where}{exc}")
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _wall_to_trio(wall: float) -> float:
+    if not math.isfinite(wall):
+        return math.inf
+    return trio.current_time() + (wall - time.time())
+
+
+async def _drain(exchange: Exchange) -> None:
+    """Read what is left of a request body we will not forward, up to `DRAIN_LIMIT`."""
+    if not exchange.has_body:
+        return
+    seen = 0
+    with trio.move_on_after(1.0):
+        while seen <= DRAIN_LIMIT and (chunk := await exchange.receive()):
+            seen += len(chunk)

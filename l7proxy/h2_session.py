@@ -1,0 +1,380 @@
+"""One HTTP/2 connection driven over a trio stream, for either side.
+
+The same driver serves clients (server side) and talks to clusters (client side), so flow
+control is written once:
+
+* received DATA is acknowledged (WINDOW_UPDATE) only when the consumer takes it, so a
+  peer can never have more in flight towards us than the window we advertised;
+* DATA is sent in pieces no larger than the stream's and the connection's send window;
+  a sender whose window is empty waits for the peer's WINDOW_UPDATE, while every other
+  stream keeps moving.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+
+Headers = list[tuple[bytes, bytes]]
+
+# Per-stream receive window. Large enough for a fast watch or list on a long-latency link,
+# small enough that a stalled consumer pins little memory: a stream never buffers more.
+STREAM_WINDOW: Final = 1 << 20
+# The connection window covers every stream; sized so a handful of busy streams never stall
+# one another.
+CONNECTION_WINDOW: Final = 16 << 20
+_READ_SIZE: Final = 64 * 1024
+
+
+class StreamClosedError(Exception):
+    """The stream was reset by the peer or the connection went away."""
+
+    def __init__(self, stream_id: int, error_code: int | None = None) -> None:
+        super().__init__(f"HTTP/2 stream {stream_id} closed (error code {error_code})")
+        self.stream_id = stream_id
+        self.error_code = error_code
+
+
+class _Signal:
+    """A repeatable wake-up: waiters sleep until the next `fire`."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+class H2Stream:
+    """One stream of an `H2Session`: head, body in, body out."""
+
+    def __init__(self, session: H2Session, stream_id: int) -> None:
+        self.session = session
+        self.id = stream_id
+        self.headers: Headers = []
+        self.head_received = trio.Event()
+        self.cancel_scope = trio.CancelScope()
+        self._inbound: deque[tuple[bytes, int]] = deque()
+        self._ended = False
+        self._reset_code: int | None = None
+        self._changed = _Signal()
+
+    # -- events from the session's reader -------------------------------------------------
+    def _on_headers(self, headers: Headers) -> None:
+        self.headers = headers
+        self.head_received.set()
+
+    def _on_data(self, data: bytes, flow_controlled_length: int) -> None:
+        self._inbound.append((data, flow_controlled_length))
+        self._changed.fire()
+
+    def _on_end(self) -> None:
+        self._ended = True
+        self.head_received.set()
+        self._changed.fire()
+
+    def _on_reset(self, error_code: int) -> None:
+        self._reset_code = error_code
+        self.head_received.set()
+        self.cancel_scope.cancel()
+        self._changed.fire()
+
+    @property
+    def ended(self) -> bool:
+        """The peer has finished sending (END_STREAM seen)."""
+        return self._ended
+
+    @property
+    def is_reset(self) -> bool:
+        return self._reset_code is not None
+
+    # -- the consumer's side --------------------------------------------------------------
+    async def receive(self) -> bytes:
+        """The next body chunk, b"" at the end of the body."""
+        while True:
+            if self._inbound:
+                data, length = self._inbound.popleft()
+                await self.session.acknowledge(self.id, length)
+                if data:
+                    return data
+                continue
+            if self._ended:
+                return b""
+            if self._reset_code is not None or self.session.closed:
+                raise StreamClosedError(self.id, self._reset_code)
+            await self._changed.wait()
+
+    async def send_headers(self, headers: Headers, *, end_stream: bool = False) -> None:
+        self._check_open()
+        self.session.conn.send_headers(self.id, headers, end_stream=end_stream)
+        await self.session.flush()
+
+    async def send(self, data: bytes) -> None:
+        """Send `data`, waiting for send window as the peer grants it."""
+        view = memoryview(data)
+        conn = self.session.conn
+        while view:
+            self._check_open()
+            try:
+                window = conn.local_flow_control_window(self.id)
+            except h2.exceptions.StreamClosedError as exc:
+                raise StreamClosedError(self.id) from exc
+            if window <= 0:
+                await self.session.window_opened.wait()
+                continue
+            size = min(window, conn.max_outbound_frame_size, len(view))
+            conn.send_data(self.id, bytes(view[:size]))
+            view = view[size:]
+            await self.session.flush()
+
+    async def end(self) -> None:
+        self._check_open()
+        self.session.conn.end_stream(self.id)
+        await self.session.flush()
+
+    async def reset(self, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        """Abandon the stream; harmless if it already ended."""
+        if self._reset_code is not None or self.session.closed:
+            return
+        self._reset_code = error_code
+        try:
+            self.session.conn.reset_stream(self.id, error_code)
+        except h2.exceptions.H2Error:
+            return
+        await self.session.flush()
+
+    def _check_open(self) -> None:
+        if self._reset_code is not None or self.session.closed:
+            raise StreamClosedError(self.id, self._reset_code)
+
+
+OnRequest = Callable[[H2Stream], Awaitable[None]]
+
+
+class H2Session:
+    """Drives an `h2` state machine over `transport`. `run` is the only reader; any task
+    may send, serialised by one lock so frames leave in the order h2 produced them."""
+
+    def __init__(
+        self,
+        transport: trio.abc.Stream,
+        *,
+        client_side: bool,
+        max_concurrent_streams: int = 250,
+        max_header_bytes: int = 64 * 1024,
+    ) -> None:
+        self.transport = transport
+        self.client_side = client_side
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=client_side, header_encoding=None)
+        )
+        self.streams: dict[int, H2Stream] = {}
+        self.window_opened = _Signal()
+        self.closed = False
+        self.goaway_received = False
+        self._max_streams = max_concurrent_streams
+        self._max_header_bytes = max_header_bytes
+        self._send_lock = trio.Lock()
+        self.streams_changed = _Signal()
+
+    async def start(self) -> None:
+        """Send the connection preface and our settings."""
+        self.conn.local_settings = h2.settings.Settings(
+            client=self.client_side,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                # Advertise twice our own limit so an oversized block still decodes and can
+                # be answered with a 431 rather than a connection error.
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 2 * self._max_header_bytes,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        await self.flush()
+
+    async def flush(self) -> None:
+        async with self._send_lock:
+            data = self.conn.data_to_send()
+            if data:
+                try:
+                    await self.transport.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    self._mark_closed()
+                    raise StreamClosedError(0) from exc
+
+    async def acknowledge(self, stream_id: int, length: int) -> None:
+        if length and not self.closed:
+            try:
+                self.conn.acknowledge_received_data(length, stream_id)
+            except h2.exceptions.StreamClosedError:
+                return
+            await self.flush()
+
+    # -- client side ----------------------------------------------------------------------
+    @property
+    def can_open_stream(self) -> bool:
+        if self.closed or self.goaway_received:
+            return False
+        return self.conn.open_outbound_streams < self.conn.remote_settings.max_concurrent_streams
+
+    async def open_stream(self, headers: Headers, *, end_stream: bool) -> H2Stream:
+        stream_id = self.conn.get_next_available_stream_id()
+        stream = H2Stream(self, stream_id)
+        self.streams[stream_id] = stream
+        self.conn.send_headers(stream_id, headers, end_stream=end_stream)
+        await self.flush()
+        return stream
+
+    # -- the reader -----------------------------------------------------------------------
+    async def run(self, on_request: OnRequest | None = None) -> None:
+        """Read frames until the connection ends. On the server side each new request
+        runs `on_request` in a task of this session's nursery, which this call owns."""
+        async with trio.open_nursery() as nursery:
+            try:
+                await self._read_loop(nursery, on_request)
+            finally:
+                self._mark_closed()
+                nursery.cancel_scope.cancel()
+
+    async def _read_loop(self, nursery: trio.Nursery, on_request: OnRequest | None) -> None:
+        while not self.closed:
+            try:
+                data = await self.transport.receive_some(_READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            try:
+                events = self.conn.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                self.conn.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                await self._flush_quietly()
+                return
+            for event in events:
+                self._dispatch(event, nursery, on_request)
+            await self._flush_quietly()
+            if self.goaway_received and not self.streams:
+                return
+
+    def _dispatch(
+        self, event: h2.events.Event, nursery: trio.Nursery, on_request: OnRequest | None
+    ) -> None:
+        match event:
+            case h2.events.RequestReceived(stream_id=sid, headers=headers) if sid is not None:
+                self._on_request(sid, list(headers or []), nursery, on_request)
+            case h2.events.ResponseReceived(stream_id=sid, headers=headers) if sid is not None:
+                if (stream := self.streams.get(sid)) is not None:
+                    stream._on_headers(list(headers or []))
+            case h2.events.DataReceived(stream_id=sid) if sid is not None:
+                length = event.flow_controlled_length or 0
+                stream = self.streams.get(sid)
+                if stream is None:
+                    # Data for a stream we gave up on: give the window straight back.
+                    self._acknowledge_now(sid, length)
+                else:
+                    stream._on_data(event.data or b"", length)
+            case (
+                h2.events.StreamEnded(stream_id=sid) | h2.events.TrailersReceived(stream_id=sid)
+            ) if sid is not None:
+                if (stream := self.streams.get(sid)) is not None:
+                    stream._on_end()
+            case h2.events.StreamReset(stream_id=sid) if sid is not None:
+                if (stream := self.streams.get(sid)) is not None:
+                    stream._on_reset(int(event.error_code or 0))
+            case h2.events.WindowUpdated() | h2.events.RemoteSettingsChanged():
+                self.window_opened.fire()
+            case h2.events.ConnectionTerminated():
+                self.goaway_received = True
+                last = event.last_stream_id or 0
+                for sid, stream in list(self.streams.items()):
+                    if sid > last:
+                        stream._on_reset(int(h2.errors.ErrorCodes.REFUSED_STREAM))
+                self.window_opened.fire()  # wake senders: their streams may be gone
+            case _:
+                pass
+
+    def _on_request(
+        self,
+        stream_id: int,
+        headers: Headers,
+        nursery: trio.Nursery,
+        on_request: OnRequest | None,
+    ) -> None:
+        if on_request is None or len(self.streams) >= self._max_streams:
+            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        stream = H2Stream(self, stream_id)
+        stream._on_headers(headers)
+        self.streams[stream_id] = stream
+        nursery.start_soon(self._run_stream, stream, on_request)
+
+    async def _run_stream(self, stream: H2Stream, on_request: OnRequest) -> None:
+        try:
+            with stream.cancel_scope:
+                await on_request(stream)
+        finally:
+            self.forget(stream)
+
+    def forget(self, stream: H2Stream) -> None:
+        """Drop a finished stream; later frames for it are acknowledged and ignored."""
+        self.streams.pop(stream.id, None)
+        self.streams_changed.fire()
+
+    def _acknowledge_now(self, stream_id: int, length: int) -> None:
+        if length:
+            try:
+                self.conn.acknowledge_received_data(length, stream_id)
+            except h2.exceptions.StreamClosedError:
+                self.conn.increment_flow_control_window(length)
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except StreamClosedError:
+            self._mark_closed()
+
+    def _mark_closed(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for stream in list(self.streams.values()):
+            stream._on_reset(int(h2.errors.ErrorCodes.CANCEL))
+        self.window_opened.fire()
+        self.streams_changed.fire()
+
+    async def close(self, *, drain: float = 0.0) -> None:
+        """Send GOAWAY, give open streams `drain` seconds, then close the transport."""
+        if not self.closed:
+            self.conn.close_connection()
+            await self._flush_quietly()
+            with trio.move_on_after(drain):
+                while self.streams and not self.closed:
+                    await self.streams_changed.wait()
+        self._mark_closed()
+        await self.transport.aclose()
+
+    @property
+    def stream_count(self) -> int:
+        return len(self.streams)
+
+
+def plain_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Regular (non-pseudo) header fields, names already lower-case in HTTP/2."""
+    return [(k, v) for k, v in headers if not k.startswith(b":")]

@@ -1,0 +1,1 @@
+"""OIDC bearer-token authentication: pure JWT verification, JWKS fetching and caching."""

@@ -1,0 +1,128 @@
+"""Bearer token → `Authenticated`: choose the provider, get its keys, verify, cache the result."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from l7proxy.oidc.fetch import FetchError
+from l7proxy.oidc.jwt import (
+    KeySet,
+    TokenRejected,
+    UnknownKey,
+    claims_to_identity,
+    expiry,
+    peek_issuer,
+    verify,
+)
+from l7proxy.oidc.keys import ProviderKeys
+from l7proxy.settings import Provider
+from policy.identity import Identity
+
+
+class AuthenticationError(Exception):
+    """The caller is not authenticated; `reason` goes into the 401 and never holds the token."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ProviderUnavailable(AuthenticationError):
+    """The token may be fine, but its issuer's keys could not be fetched (and none are cached)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A verified caller and the moment its token expires: long streams are cut there."""
+
+    identity: Identity
+    expires_at: float
+
+
+class Authenticator:
+    """Verifies bearer tokens against the configured providers.
+
+    Verified results are cached by the token's SHA-256 until the token's `exp`, in a bounded
+    LRU, so a busy client pays for one signature check per token, not per request.
+    """
+
+    def __init__(
+        self,
+        providers: Sequence[Provider],
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        cache_size: int = 10000,
+        leeway: float = 30.0,
+        fetch_timeout: float = 10.0,
+        min_refresh_interval: float = 10.0,
+        max_key_age: float = 3600.0,
+    ) -> None:
+        self._providers: dict[str, ProviderKeys] = {}
+        for provider in providers:
+            if provider.issuer in self._providers:
+                raise ValueError(f"two providers share the issuer {provider.issuer}")
+            self._providers[provider.issuer] = ProviderKeys(
+                provider,
+                timeout=fetch_timeout,
+                min_refresh_interval=min_refresh_interval,
+                max_age=max_key_age,
+            )
+        self._wall_clock = wall_clock
+        self._cache_size = cache_size
+        self._leeway = leeway
+        self._cache: OrderedDict[bytes, Authenticated] = OrderedDict()
+
+    async def authenticate(self, token: str) -> Authenticated:
+        """The verified caller behind `token`, or `AuthenticationError` saying why not."""
+        if not token.isascii():
+            raise AuthenticationError("malformed token")
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        cached = self._cache.get(digest)
+        if cached is not None:
+            if cached.expires_at > self._wall_clock():
+                self._cache.move_to_end(digest)
+                return cached
+            del self._cache[digest]
+        try:
+            result = await self._verify(token)
+        except TokenRejected as exc:
+            raise AuthenticationError(exc.reason) from exc
+        if result.expires_at > self._wall_clock():  # not cached inside the expiry leeway
+            self._cache[digest] = result
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return result
+
+    async def _verify(self, token: str) -> Authenticated:
+        provider_keys = self._providers.get(peek_issuer(token))
+        if provider_keys is None:
+            raise AuthenticationError("token issuer is not trusted")
+        provider = provider_keys.provider
+        keys = await self._key_set(provider_keys, refresh=False)
+        try:
+            claims = verify(
+                token, provider=provider, keys=keys, now=self._wall_clock(), leeway=self._leeway
+            )
+        except UnknownKey:
+            # The issuer may have rotated: one (rate-limited) refresh, then one more try.
+            keys = await self._key_set(provider_keys, refresh=True)
+            claims = verify(
+                token, provider=provider, keys=keys, now=self._wall_clock(), leeway=self._leeway
+            )
+        return Authenticated(claims_to_identity(claims, provider), expiry(claims))
+
+    @staticmethod
+    async def _key_set(provider_keys: ProviderKeys, *, refresh: bool) -> KeySet:
+        try:
+            if refresh:
+                return await provider_keys.refresh_for_unknown_kid()
+            return await provider_keys.keys()
+        except FetchError as exc:
+            issuer = provider_keys.provider.issuer
+            raise ProviderUnavailable(
+                f"cannot fetch signing keys from issuer {issuer}: {exc.reason}"
+            ) from exc

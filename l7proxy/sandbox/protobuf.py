@@ -1,0 +1,152 @@
+"""Decoding the few Kubernetes protobuf request bodies kubectl sends.
+
+client-go ≥1.31 typed clients encode built-in objects as protobuf
+(`application/vnd.kubernetes.protobuf`) with no fallback to JSON, so `kubectl create
+namespace|configmap|secret` send protobuf whatever the server answers with. Responses stay
+JSON, which those clients also accept. Only the kinds those generators create are decoded;
+unknown fields are skipped, as protobuf decoders do.
+
+The envelope is the magic `k8s\\0` and a `runtime.Unknown` message whose `raw` field holds
+the object (k8s.io/apimachinery/pkg/runtime/generated.proto).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Mapping
+from typing import Any, Union
+
+MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
+MAGIC = b"k8s\x00"
+
+# A schema maps a field number to (JSON name, field type); a nested schema is a message.
+Schema = Mapping[int, tuple[str, Union[str, "Schema"]]]
+
+_TYPE_META: Schema = {1: ("apiVersion", "string"), 2: ("kind", "string")}
+_UNKNOWN: Schema = {1: ("typeMeta", _TYPE_META), 2: ("raw", "raw")}
+_OBJECT_META: Schema = {
+    1: ("name", "string"),
+    2: ("generateName", "string"),
+    3: ("namespace", "string"),
+    6: ("resourceVersion", "string"),
+    11: ("labels", "map_string"),
+    12: ("annotations", "map_string"),
+    14: ("finalizers", "repeated_string"),
+}
+_KINDS: Mapping[tuple[str, str], Schema] = {
+    ("v1", "Namespace"): {
+        1: ("metadata", _OBJECT_META),
+        2: ("spec", {1: ("finalizers", "repeated_string")}),
+    },
+    ("v1", "ConfigMap"): {
+        1: ("metadata", _OBJECT_META),
+        2: ("data", "map_string"),
+        3: ("binaryData", "map_bytes"),
+        4: ("immutable", "bool"),
+    },
+    ("v1", "Secret"): {
+        1: ("metadata", _OBJECT_META),
+        2: ("data", "map_bytes"),
+        3: ("type", "string"),
+        4: ("stringData", "map_string"),
+        5: ("immutable", "bool"),
+    },
+}
+
+
+class ProtobufError(ValueError):
+    """The body is not protobuf we can decode."""
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while pos < len(data):
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            break
+    raise ProtobufError("truncated or oversized varint")
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) pairs of one message: varints as int, the rest as bytes."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, pos = _varint(data, pos)
+            yield number, value
+        elif wire_type in (1, 5):
+            size = 8 if wire_type == 1 else 4
+            yield number, data[pos : pos + size]
+            pos += size
+        elif wire_type == 2:
+            size, pos = _varint(data, pos)
+            if pos + size > len(data):
+                raise ProtobufError("truncated field")
+            yield number, data[pos : pos + size]
+            pos += size
+        else:
+            raise ProtobufError(f"unsupported wire type {wire_type}")
+
+
+def _text(value: int | bytes) -> str:
+    if not isinstance(value, bytes):
+        raise ProtobufError("expected a length-delimited field")
+    try:
+        return value.decode()
+    except UnicodeDecodeError as err:
+        raise ProtobufError("invalid UTF-8 in a string field") from err
+
+
+def _entry(value: int | bytes) -> tuple[str, int | bytes]:
+    if not isinstance(value, bytes):
+        raise ProtobufError("expected a map entry")
+    entry = dict(_fields(value))
+    return _text(entry.get(1, b"")), entry.get(2, b"")
+
+
+def _message(data: bytes, schema: Schema) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for number, value in _fields(data):
+        if number not in schema:
+            continue
+        name, kind = schema[number]
+        if not isinstance(kind, str):
+            if not isinstance(value, bytes):
+                raise ProtobufError(f"{name}: expected a message")
+            out[name] = _message(value, kind)
+        elif kind == "string":
+            out[name] = _text(value)
+        elif kind == "raw":
+            out[name] = value
+        elif kind == "bool":
+            out[name] = bool(value)
+        elif kind == "repeated_string":
+            out.setdefault(name, []).append(_text(value))
+        else:  # map_string, map_bytes: repeated {1: key, 2: value} entries
+            key, item = _entry(value)
+            if kind == "map_bytes":
+                raw = item if isinstance(item, bytes) else b""
+                out.setdefault(name, {})[key] = base64.b64encode(raw).decode()
+            else:
+                out.setdefault(name, {})[key] = _text(item)
+    return out
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """The JSON form of a protobuf-encoded object of a kind listed above."""
+    if not body.startswith(MAGIC):
+        raise ProtobufError("missing the k8s protobuf envelope")
+    envelope = _message(body[len(MAGIC) :], _UNKNOWN)
+    type_meta = envelope.get("typeMeta", {})
+    api_version, kind = type_meta.get("apiVersion", ""), type_meta.get("kind", "")
+    schema = _KINDS.get((api_version, kind))
+    if schema is None:
+        raise ProtobufError(f"protobuf bodies of {api_version} {kind} are not supported")
+    return {"apiVersion": api_version, "kind": kind, **_message(envelope.get("raw", b""), schema)}

@@ -1,0 +1,116 @@
+"""The resource types the sandbox serves: one table that discovery, routing and the store share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_ALL = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+_SUB_RW = ("get", "patch", "update")
+_CONNECT = ("create", "get")
+
+
+@dataclass(frozen=True, slots=True)
+class Subresource:
+    name: str
+    kind: str
+    verbs: tuple[str, ...]
+    group: str = ""  # set where the subresource's kind lives in another group (Scale)
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    group: str  # "" for the core group
+    version: str
+    name: str  # plural, as in URLs
+    singular: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[Subresource, ...] = ()
+    verbs: tuple[str, ...] = _ALL
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def subresource(self, name: str) -> Subresource | None:
+        return next((s for s in self.subresources if s.name == name), None)
+
+
+NAMESPACES = ResourceType(
+    "",
+    "v1",
+    "namespaces",
+    "namespace",
+    "Namespace",
+    namespaced=False,
+    short_names=("ns",),
+    subresources=(Subresource("status", "Namespace", _SUB_RW),),
+    verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+)
+PODS = ResourceType(
+    "",
+    "v1",
+    "pods",
+    "pod",
+    "Pod",
+    namespaced=True,
+    short_names=("po",),
+    categories=("all",),
+    subresources=(
+        Subresource("attach", "PodAttachOptions", _CONNECT),
+        Subresource("exec", "PodExecOptions", _CONNECT),
+        Subresource("log", "Pod", ("get",)),
+        Subresource("portforward", "PodPortForwardOptions", _CONNECT),
+        Subresource("status", "Pod", _SUB_RW),
+    ),
+)
+CONFIGMAPS = ResourceType(
+    "", "v1", "configmaps", "configmap", "ConfigMap", namespaced=True, short_names=("cm",)
+)
+SECRETS = ResourceType("", "v1", "secrets", "secret", "Secret", namespaced=True)
+SERVICES = ResourceType(
+    "",
+    "v1",
+    "services",
+    "service",
+    "Service",
+    namespaced=True,
+    short_names=("svc",),
+    categories=("all",),
+    subresources=(Subresource("status", "Service", _SUB_RW),),
+)
+DEPLOYMENTS = ResourceType(
+    "apps",
+    "v1",
+    "deployments",
+    "deployment",
+    "Deployment",
+    namespaced=True,
+    short_names=("deploy",),
+    categories=("all",),
+    subresources=(
+        Subresource("scale", "Scale", _SUB_RW, group="autoscaling", version="v1"),
+        Subresource("status", "Deployment", _SUB_RW),
+    ),
+)
+
+ALL: tuple[ResourceType, ...] = (NAMESPACES, PODS, CONFIGMAPS, SECRETS, SERVICES, DEPLOYMENTS)
+
+# Subresources answered only over a connection upgrade (exec, attach, port-forward).
+UPGRADE_SUBRESOURCES = frozenset({"attach", "exec", "portforward"})
+
+
+def group_versions() -> dict[tuple[str, str], tuple[ResourceType, ...]]:
+    """(group, version) → its resource types, in declaration order."""
+    out: dict[tuple[str, str], tuple[ResourceType, ...]] = {}
+    for rtype in ALL:
+        key = (rtype.group, rtype.version)
+        out[key] = (*out.get(key, ()), rtype)
+    return out
+
+
+def lookup(group: str, version: str, name: str) -> ResourceType | None:
+    return next((r for r in ALL if (r.group, r.version, r.name) == (group, version, name)), None)

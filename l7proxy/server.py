@@ -1,0 +1,83 @@
+"""Assemble a running gateway from a validated `Config`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import partial
+
+import structlog
+import trio
+
+from l7proxy.audit import AuditLog
+from l7proxy.connectors import Connector, build_connector
+from l7proxy.gateway import Gateway
+from l7proxy.listener import serve, server_ssl_context
+from l7proxy.metrics import Metrics
+from l7proxy.oidc.authenticator import Authenticator
+from l7proxy.settings import Config
+from policy.engine import PolicySet
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Service logs: JSON lines on stderr (audit events go to the audit sink, not here)."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+async def run_gateway(
+    config: Config,
+    *,
+    reuse_port: bool = False,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until cancelled; reports the bound addresses once ready."""
+    log = structlog.get_logger("l7proxy")
+    audit = AuditLog(config.audit.sink)
+    try:
+        async with trio.open_nursery() as nursery:
+            connectors: dict[str, Connector] = {
+                conn.name: build_connector(conn, config.limits, nursery)
+                for conn in config.connections
+            }
+            gateway = Gateway(
+                authenticator=Authenticator(config.providers),
+                policies=PolicySet(config.policies),
+                connectors=connectors,
+                audit=audit,
+                metrics=Metrics(),
+                limits=config.limits,
+            )
+            tls = config.listen.tls
+            context = server_ssl_context(str(tls.cert_file), str(tls.key_file)) if tls else None
+            bound = await nursery.start(
+                partial(
+                    serve,
+                    gateway.handle,
+                    refuse=gateway.refuse,
+                    host=config.listen.host,
+                    port=config.listen.port,
+                    ssl_context=context,
+                    limits=config.limits,
+                    reuse_port=reuse_port,
+                )
+            )
+            gateway.ready = True
+            log.info(
+                "listening",
+                addresses=[f"{h}:{p}" for h, p in bound],
+                tls=tls is not None,
+                connections=sorted(connectors),
+            )
+            task_status.started(bound)
+    finally:
+        audit.close()

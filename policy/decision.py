@@ -1,0 +1,22 @@
+"""The outcome of one authorization decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether a request is allowed, and enough about why to audit and explain it.
+
+    `policy` names the policy whose rule decided ("" when no rule did), so a denial
+    can point the operator at the exact rule; `binding_user_role` is the allowing
+    policy's role to impersonate upstream; `policies` lists every policy that applied
+    to the caller on the connection, which is what a "why not?" question needs.
+    """
+
+    allowed: bool
+    policy: str
+    binding_user_role: str | None
+    reason: str
+    policies: tuple[str, ...]

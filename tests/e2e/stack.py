@@ -1,0 +1,243 @@
+"""A complete local stack for end-to-end tests, and a kubectl runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+import trustme
+import yaml
+
+from l7proxy.config import load_config
+from l7proxy.devissuer import DevIssuer
+from l7proxy.listener import serve
+from l7proxy.sandbox import SandboxCluster
+from l7proxy.server import run_gateway
+from l7proxy.settings import Limits
+
+KUBECTL = "/usr/bin/kubectl"
+CLUSTER_TOKEN = "sandbox-service-token"  # the gateway's static credential for the sandbox
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    ca: trustme.CA
+    issuer: DevIssuer
+    cluster: SandboxCluster
+    gateway_url: str
+    audit_path: Path
+    kubeconfigs: dict[str, Path] = field(default_factory=dict)
+
+    def token(self, user: str, groups: tuple[str, ...], **kwargs: object) -> str:
+        return self.issuer.mint(user, groups=groups, **kwargs)  # type: ignore[arg-type]
+
+    def kubeconfig(self, token: str, *, connection: str = "dev", name: str = "user") -> Path:
+        path = self.tmp / f"kubeconfig-{name}"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {
+                            "name": "gw",
+                            "cluster": {
+                                "server": f"{self.gateway_url}/k8s/{connection}",
+                                "certificate-authority": str(self.tmp / "ca.pem"),
+                            },
+                        }
+                    ],
+                    "users": [{"name": name, "user": {"token": token}}],
+                    "contexts": [{"name": "ctx", "context": {"cluster": "gw", "user": name}}],
+                    "current-context": "ctx",
+                }
+            )
+        )
+        return path
+
+    def audit_events(self) -> list[dict[str, object]]:
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line]
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
+async def wait_for_event(
+    stack: Stack, matches: Callable[[dict[str, object]], bool]
+) -> dict[str, object]:
+    """The newest audit event that `matches`, waiting (10 s at most) for it to be written."""
+    with trio.fail_after(10):
+        while True:
+            found = [e for e in stack.audit_events() if matches(e)]
+            if found:
+                return found[-1]
+            await trio.sleep(0.05)  # the audit log is a file: there is nothing to wait on
+
+
+async def kubectl(
+    kubeconfig: Path, *args: str, check: bool = False, stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the real kubectl against the gateway, with its own discovery cache."""
+    cache = kubeconfig.parent / "kube-cache"
+    env = {**os.environ, "HOME": str(kubeconfig.parent), "KUBECONFIG": str(kubeconfig)}
+    with trio.fail_after(60):
+        return await trio.run_process(
+            [KUBECTL, "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=check,
+            stdin=stdin,
+            env=env,
+        )
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: bound, then released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tls_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    return context
+
+
+async def start_stack(
+    nursery: trio.Nursery, ca: trustme.CA, tmp: Path, *, limits: dict[str, float] | None = None
+) -> Stack:
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
+    leaf.private_key_pem.write_to_path(str(tmp / "gateway-key.pem"))
+
+    issuer = DevIssuer()
+    await nursery.start(partial(issuer.serve, ssl_context=_tls_context(leaf)))
+
+    cluster = SandboxCluster(tokens={CLUSTER_TOKEN: "system:serviceaccount:l7proxy:gateway"})
+    bound = await nursery.start(
+        partial(
+            serve,
+            cluster.handle,
+            host="127.0.0.1",
+            port=0,
+            ssl_context=_tls_context(leaf),
+            limits=Limits(),
+        )
+    )
+    cluster_port = bound[0][1]
+    (tmp / "cluster-token").write_text(CLUSTER_TOKEN + "\n")
+
+    config = {
+        "listen": {
+            "address": "127.0.0.1:0",
+            "tls": {"cert_file": "gateway.pem", "key_file": "gateway-key.pem"},
+        },
+        "workers": 1,
+        "identity": {
+            "providers": [
+                {
+                    "name": "dev-sso",
+                    "issuer": issuer.issuer,
+                    "audiences": ["l7proxy"],
+                    "username_claim": "sub",
+                    "groups_claim": "groups",
+                    "signing_algs": ["RS256", "PS256", "ES256"],
+                    "ca_file": "ca.pem",
+                }
+            ]
+        },
+        "connections": [
+            {
+                "name": "dev",
+                "type": "static",
+                "server": f"https://127.0.0.1:{cluster_port}",
+                "certificate_authority_file": "ca.pem",
+                "token_file": "cluster-token",
+            },
+            {
+                "name": "down",
+                "type": "static",
+                "server": f"https://127.0.0.1:{_closed_port()}",
+                "certificate_authority_file": "ca.pem",
+                "token_file": "cluster-token",
+            },
+        ],
+        "policies": [
+            {
+                "name": "agents-readonly",
+                "groups": ["ai-agents-readonly"],
+                "connection": "dev",
+                "allow": [
+                    {
+                        "verbs": ["get", "list", "watch"],
+                        "api_groups": ["*"],
+                        "resources": ["*"],
+                        "namespaces": ["*"],
+                    },
+                    {
+                        "verbs": ["get"],
+                        "non_resource_urls": [
+                            "/version",
+                            "/api",
+                            "/api/*",
+                            "/apis",
+                            "/apis/*",
+                            "/openapi/*",
+                        ],
+                    },
+                ],
+                "deny": [
+                    {
+                        "verbs": ["*"],
+                        "api_groups": [""],
+                        "resources": ["secrets"],
+                        "namespaces": ["*"],
+                    }
+                ],
+            },
+            {
+                "name": "platform-admins",
+                "groups": ["platform-admins"],
+                "connection": "dev",
+                "allow": [
+                    {"verbs": ["*"], "api_groups": ["*"], "resources": ["*"], "namespaces": ["*"]},
+                    {"verbs": ["*"], "non_resource_urls": ["*"]},
+                ],
+            },
+            {
+                "name": "admins-down",
+                "groups": ["platform-admins"],
+                "connection": "down",
+                "allow": [{"verbs": ["*"], "non_resource_urls": ["*"]}],
+            },
+        ],
+        "audit": {"sink": "audit.jsonl"},
+        "limits": limits or {},
+    }
+    config_path = tmp / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    bound = await nursery.start(partial(run_gateway, load_config(config_path)))
+    return Stack(
+        tmp=tmp,
+        ca=ca,
+        issuer=issuer,
+        cluster=cluster,
+        gateway_url=f"https://127.0.0.1:{bound[0][1]}",
+        audit_path=tmp / "audit.jsonl",
+    )

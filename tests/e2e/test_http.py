@@ -1,0 +1,146 @@
+"""HTTP-level checks with curl: both HTTP versions, header hygiene, Audit-Id, health."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+
+from tests.e2e.stack import Stack
+
+READER = ("ai-agents-readonly",)
+
+
+async def curl(
+    stack: Stack, path: str, *args: str, http: str = "--http2"
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, response headers (lower-case names) and body of one curl request."""
+    result = await trio.run_process(
+        [
+            "curl",
+            "-sS",
+            http,
+            "--cacert",
+            str(stack.tmp / "ca.pem"),
+            "-D",
+            "-",
+            "-o",
+            "-",
+            *args,
+            f"{stack.gateway_url}{path}",
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=True,
+    )
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize("http", ["--http2", "--http1.1"])
+async def test_every_response_carries_the_audit_id_of_its_event(stack: Stack, http: str) -> None:
+    token = stack.token("agent-7", READER)
+    status, headers, _ = await curl(
+        stack,
+        "/k8s/dev/api/v1/namespaces/default/pods",
+        "-H",
+        f"Authorization: Bearer {token}",
+        http=http,
+    )
+    assert status == 200
+    denied, denied_headers, body = await curl(
+        stack,
+        "/k8s/dev/api/v1/namespaces/default/secrets",
+        "-H",
+        f"Authorization: Bearer {token}",
+        http=http,
+    )
+    assert denied == 403
+    assert json.loads(body)["kind"] == "Status"
+    events = {e["audit_id"]: e for e in stack.audit_events()}
+    assert events[headers["audit-id"]]["verb"] == "list"
+    assert events[headers["audit-id"]]["http_version"] == ("2" if http == "--http2" else "1.1")
+    assert events[denied_headers["audit-id"]]["decision"] == "deny"
+
+
+async def test_client_credentials_and_proxy_headers_never_reach_the_cluster(stack: Stack) -> None:
+    token = stack.token("agent-7", READER)
+    status, _, _ = await curl(
+        stack,
+        "/k8s/dev/api/v1/namespaces/default/pods/web-1",
+        "--http1.1",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "-H",
+        "Proxy-Authorization: Basic c2VjcmV0",
+        "-H",
+        "Connection: keep-alive, X-Hop",
+        "-H",
+        "X-Hop: should-not-pass",
+        "-H",
+        "X-End-To-End: passes",
+    )
+    assert status == 200
+    seen = stack.cluster.seen[-1]
+    names = [k for k, _ in seen.headers]
+    assert dict(seen.headers)[b"authorization"] == b"Bearer sandbox-service-token"
+    assert names.count(b"authorization") == 1
+    assert b"proxy-authorization" not in names
+    assert b"x-hop" not in names
+    assert dict(seen.headers)[b"x-end-to-end"] == b"passes"
+
+
+async def test_no_token_is_an_unauthorized_status(stack: Stack) -> None:
+    status, headers, body = await curl(stack, "/k8s/dev/api/v1/pods")
+    assert status == 401
+    assert json.loads(body)["message"] == "Unauthorized: no bearer token"
+    event = {e["audit_id"]: e for e in stack.audit_events()}[headers["audit-id"]]
+    assert event["decision"] == "unauthenticated"
+
+
+async def test_health_endpoints_answer_without_a_token(stack: Stack) -> None:
+    for path in ("/healthz", "/readyz"):
+        status, _, body = await curl(stack, path)
+        assert (status, body) == (200, b"ok")
+    status, _, body = await curl(stack, "/metrics")
+    assert status == 200
+    assert b"l7proxy_requests" in body
+
+
+async def test_a_path_outside_the_prefix_is_a_not_found_status(stack: Stack) -> None:
+    status, headers, body = await curl(stack, "/api/v1/pods")
+    assert status == 404
+    assert json.loads(body)["reason"] == "NotFound"
+    assert headers["audit-id"]
+
+
+async def test_a_request_body_streams_to_the_cluster(stack: Stack) -> None:
+    token = stack.token("admin-1", ("platform-admins",))
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "big"},
+        "data": {"blob": "x" * 2_000_000},
+    }
+    payload = stack.tmp / "configmap.json"
+    payload.write_text(json.dumps(configmap))
+    status, _, body = await curl(
+        stack,
+        "/k8s/dev/api/v1/namespaces/default/configmaps",
+        "-X",
+        "POST",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        f"@{payload}",
+    )
+    assert status == 201, body[:200]
+    assert stack.audit_events()[-1]["bytes_in"] > 2_000_000

@@ -1,0 +1,175 @@
+"""`ProviderKeys` against a DevIssuer over real TLS: discovery, trust, single flight, outages."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from l7proxy.devissuer import EC_KID, RSA_KID, DevIssuer
+from l7proxy.oidc.fetch import FetchError
+from l7proxy.oidc.jwt import KeySet
+from l7proxy.oidc.keys import ProviderKeys
+from l7proxy.settings import Provider
+
+DISCOVERY = "/.well-known/openid-configuration"
+JWKS = "/jwks"
+
+
+def kids(keys: KeySet) -> set[str | None]:
+    return {key.kid for key in keys.keys}
+
+
+async def test_discovers_fetches_and_caches(issuer: DevIssuer, provider: Provider) -> None:
+    provider_keys = ProviderKeys(provider)
+    assert kids(await provider_keys.keys()) == {RSA_KID, EC_KID}
+    await provider_keys.keys()
+    assert issuer.requests == {DISCOVERY: 1, JWKS: 1}
+
+
+async def test_ca_file_is_honoured(issuer: DevIssuer, provider: Provider, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(wrong))
+    for ca_file in (wrong, None):  # None: the system store, which does not know the test CA
+        with pytest.raises(FetchError, match="certificate verify failed"):
+            await ProviderKeys(replace(provider, ca_file=ca_file)).keys()
+    assert issuer.requests == {}
+
+
+async def test_discovery_must_name_the_configured_issuer(
+    nursery: trio.Nursery, server_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    impostor = DevIssuer("https://elsewhere.test")
+    port = await nursery.start(partial(impostor.serve, ssl_context=server_context))
+    provider = Provider(
+        name="dev", issuer=f"https://127.0.0.1:{port}", audiences=("l7proxy",), ca_file=ca_file
+    )
+    with pytest.raises(FetchError, match="names another issuer"):
+        await ProviderKeys(provider).keys()
+    assert impostor.requests == {DISCOVERY: 1}
+
+
+async def test_unknown_kid_refresh_is_single_flight(
+    issuer: DevIssuer, provider: Provider, mock_clock: trio.testing.MockClock
+) -> None:
+    provider_keys = ProviderKeys(provider)
+    await provider_keys.keys()
+    new_kid = issuer.rotate()
+    mock_clock.jump(11)
+    seen: list[KeySet] = []
+
+    async def refresh() -> None:
+        seen.append(await provider_keys.refresh_for_unknown_kid())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(refresh)
+    assert len(seen) == 20
+    assert all(new_kid in kids(keys) for keys in seen)
+    assert issuer.requests == {DISCOVERY: 2, JWKS: 2}
+
+
+async def test_refresh_is_rate_limited(
+    issuer: DevIssuer, provider: Provider, mock_clock: trio.testing.MockClock
+) -> None:
+    provider_keys = ProviderKeys(provider, min_refresh_interval=10)
+    await provider_keys.keys()
+    new_kid = issuer.rotate()
+    assert new_kid not in kids(await provider_keys.refresh_for_unknown_kid())
+    mock_clock.jump(9.9)
+    assert new_kid not in kids(await provider_keys.refresh_for_unknown_kid())
+    assert issuer.requests[JWKS] == 1
+    mock_clock.jump(0.2)
+    assert new_kid in kids(await provider_keys.refresh_for_unknown_kid())
+    assert issuer.requests[JWKS] == 2
+
+
+async def test_keys_are_refetched_after_max_age(
+    issuer: DevIssuer, provider: Provider, mock_clock: trio.testing.MockClock
+) -> None:
+    provider_keys = ProviderKeys(provider, max_age=60)
+    await provider_keys.keys()
+    issuer.rotate(drop_old=True)
+    mock_clock.jump(59)
+    assert RSA_KID in kids(await provider_keys.keys())
+    mock_clock.jump(2)
+    assert RSA_KID not in kids(await provider_keys.keys())
+    assert issuer.requests[JWKS] == 2
+
+
+async def test_aged_keys_answer_while_one_task_refetches(
+    issuer: DevIssuer, provider: Provider, mock_clock: trio.testing.MockClock
+) -> None:
+    provider_keys = ProviderKeys(provider, max_age=60)
+    await provider_keys.keys()
+    new_kid = issuer.rotate()
+    mock_clock.jump(61)
+    seen: list[KeySet] = []
+
+    async def get() -> None:
+        seen.append(await provider_keys.keys())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(get)
+    assert sum(new_kid in kids(keys) for keys in seen) == 1
+    assert issuer.requests[JWKS] == 2
+
+
+async def test_provider_down_keeps_last_good_keys(
+    server_context: ssl.SSLContext, ca_file: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    dev = DevIssuer()
+    async with trio.open_nursery() as server:
+        await server.start(partial(dev.serve, ssl_context=server_context))
+        provider = Provider(name="dev", issuer=dev.issuer, audiences=("l7proxy",), ca_file=ca_file)
+        provider_keys = ProviderKeys(provider, max_age=60)
+        good = await provider_keys.keys()
+        server.cancel_scope.cancel()
+    mock_clock.jump(61)
+    assert await provider_keys.keys() is good
+    mock_clock.jump(11)
+    assert await provider_keys.refresh_for_unknown_kid() is good
+
+
+async def test_failure_without_keys_is_remembered_until_the_interval_passes(
+    issuer: DevIssuer, provider: Provider, mock_clock: trio.testing.MockClock
+) -> None:
+    broken = replace(provider, issuer=issuer.issuer + "/missing")
+    provider_keys = ProviderKeys(broken)
+    for _ in range(3):
+        with pytest.raises(FetchError, match="answered HTTP 404"):
+            await provider_keys.keys()
+    assert issuer.requests == {"/missing" + DISCOVERY: 1}
+    mock_clock.jump(11)
+    with pytest.raises(FetchError, match="answered HTTP 404"):
+        await provider_keys.keys()
+    assert issuer.requests == {"/missing" + DISCOVERY: 2}
+
+
+async def test_cancelled_fetch_lets_the_next_caller_fetch(
+    nursery: trio.Nursery, ca_file: Path
+) -> None:
+    connections = 0
+
+    async def hang(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, hang, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    provider = Provider(
+        name="dev", issuer=f"https://127.0.0.1:{port}", audiences=("l7proxy",), ca_file=ca_file
+    )
+    provider_keys = ProviderKeys(provider, min_refresh_interval=3600)
+    for attempt in (1, 2):
+        with trio.move_on_after(0.2):  # the caller goes away mid-fetch
+            await provider_keys.keys()
+        assert connections == attempt  # a cancelled attempt neither counts nor rate-limits
