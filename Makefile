@@ -19,7 +19,7 @@ install: $(STAMP)
 run: install
 	@if [ -n "$(CONFIG)" ]; then exec $(BIN)/l7proxy serve --config "$(CONFIG)"; \
 	elif [ -f gateway.yaml ]; then exec $(BIN)/l7proxy serve --config gateway.yaml; \
-	else exec $(BIN)/l7proxy demo; fi
+	else exec $(BIN)/l7proxy; fi
 
 lint: install
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ import trio
 from l7proxy import __version__
 from l7proxy.config import ConfigError, load_config, summarize
 from l7proxy.connectors import UnsupportedConnection
-from l7proxy.server import configure_logging, run_gateway
+from l7proxy.server import configure_logging, run_until_signalled
 
 EXAMPLE_HINT = """\
 l7proxy needs a configuration file. Start from the example in the README
@@ -81,12 +81,10 @@ def _serve(path: Path, *, is_worker: bool) -> int:
         for _ in range(workers - 1)
     ]
     try:
-        trio.run(partial(run_gateway, config, reuse_port=workers > 1 or is_worker))
+        trio.run(partial(run_until_signalled, config, reuse_port=workers > 1 or is_worker))
     except UnsupportedConnection as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 0
     finally:
         for child in children:
             child.send_signal(signal.SIGTERM)

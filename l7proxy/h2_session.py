@@ -206,6 +206,9 @@ class H2Session:
             },
         )
         self.conn.initiate_connection()
+        # h2 applies the advertised limit only once the peer acknowledges our SETTINGS; a
+        # client may send its first request before that, so the decoder takes it now.
+        self.conn.decoder.max_header_list_size = 2 * self._max_header_bytes
         self.conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         await self.flush()
 

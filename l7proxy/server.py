@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from functools import partial
 
@@ -32,6 +33,18 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+async def run_until_signalled(config: Config, *, reuse_port: bool = False) -> None:
+    """`run_gateway` until SIGINT or SIGTERM, then stop: listeners close, requests in
+    flight are cancelled, and each leaves its audit event."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(run_gateway, config, reuse_port=reuse_port))
+            async for signum in signals:
+                structlog.get_logger("l7proxy").info("stopping", signal=signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
 
 
 async def run_gateway(

@@ -13,6 +13,8 @@ class Decision:
     can point the operator at the exact rule; `binding_user_role` is the allowing
     policy's role to impersonate upstream; `policies` lists every policy that applied
     to the caller on the connection, which is what a "why not?" question needs.
+    `denied_by_rule` tells an explicit deny rule from "nothing allowed it", which
+    SelfSubjectAccessReview reports apart (`status.denied`).
     """
 
     allowed: bool
@@ -20,3 +22,4 @@ class Decision:
     binding_user_role: str | None
     reason: str
     policies: tuple[str, ...]
+    denied_by_rule: bool = False

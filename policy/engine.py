@@ -167,6 +167,7 @@ class PolicySet:
                         binding_user_role=None,
                         reason=f"denied by policy {_quote(policy.name)} deny rule {number}",
                         policies=names,
+                        denied_by_rule=True,
                     )
         for policy in applicable:
             for number, rule in enumerate(policy.allow, start=1):

@@ -87,6 +87,11 @@ async def wait_for_event(
             await trio.sleep(0.05)  # the audit log is a file: there is nothing to wait on
 
 
+async def event_for(stack: Stack, audit_id: str) -> dict[str, object]:
+    """The audit event of the response that carried `Audit-Id: audit_id`."""
+    return await wait_for_event(stack, lambda e: e["audit_id"] == audit_id)
+
+
 async def kubectl(
     kubeconfig: Path, *args: str, check: bool = False, stdin: bytes = b""
 ) -> subprocess.CompletedProcess[bytes]:

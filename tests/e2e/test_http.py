@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import trio
+import trustme
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, event_for, start_stack, wait_for_event
 
 READER = ("ai-agents-readonly",)
 
@@ -63,10 +65,10 @@ async def test_every_response_carries_the_audit_id_of_its_event(stack: Stack, ht
     )
     assert denied == 403
     assert json.loads(body)["kind"] == "Status"
-    events = {e["audit_id"]: e for e in stack.audit_events()}
-    assert events[headers["audit-id"]]["verb"] == "list"
-    assert events[headers["audit-id"]]["http_version"] == ("2" if http == "--http2" else "1.1")
-    assert events[denied_headers["audit-id"]]["decision"] == "deny"
+    allowed = await event_for(stack, headers["audit-id"])
+    assert allowed["verb"] == "list"
+    assert allowed["http_version"] == ("2" if http == "--http2" else "1.1")
+    assert (await event_for(stack, denied_headers["audit-id"]))["decision"] == "deny"
 
 
 async def test_client_credentials_and_proxy_headers_never_reach_the_cluster(stack: Stack) -> None:
@@ -100,7 +102,7 @@ async def test_no_token_is_an_unauthorized_status(stack: Stack) -> None:
     status, headers, body = await curl(stack, "/k8s/dev/api/v1/pods")
     assert status == 401
     assert json.loads(body)["message"] == "Unauthorized: no bearer token"
-    event = {e["audit_id"]: e for e in stack.audit_events()}[headers["audit-id"]]
+    event = await event_for(stack, headers["audit-id"])
     assert event["decision"] == "unauthenticated"
 
 
@@ -143,4 +145,21 @@ async def test_a_request_body_streams_to_the_cluster(stack: Stack) -> None:
         f"@{payload}",
     )
     assert status == 201, body[:200]
-    assert stack.audit_events()[-1]["bytes_in"] > 2_000_000
+    event = await wait_for_event(stack, lambda e: e["resource"] == "configmaps")
+    assert int(event["bytes_in"]) > 2_000_000  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("http", ["--http2", "--http1.1"])
+async def test_limits_are_refused_with_clear_statuses(
+    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path, http: str
+) -> None:
+    stack = await start_stack(nursery, ca, tmp_path, limits={"max_header_bytes": 16384})
+    status, headers, body = await curl(
+        stack, "/k8s/dev/api/v1/pods", "-H", "X-Big: " + "v" * 20_000, http=http
+    )
+    assert status == 431
+    assert json.loads(body)["message"] == "request header fields are too large"
+    status, headers, body = await curl(stack, "/k8s/dev/api/v1/" + "a" * 9000, http=http)
+    assert status == 414
+    event = await event_for(stack, headers["audit-id"])
+    assert (event["status"], event["decision"]) == (414, "deny")

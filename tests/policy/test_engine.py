@@ -74,6 +74,7 @@ def test_deny_rule_beats_allow_rule_of_another_policy() -> None:
     assert decision.policy == "agents-readonly"
     assert decision.binding_user_role is None
     assert decision.reason == 'denied by policy "agents-readonly" deny rule 2'
+    assert decision.denied_by_rule
     assert decision.policies == ("devs-admin", "agents-readonly")
 
 
@@ -172,6 +173,7 @@ def test_no_matching_rule_denies_and_names_the_applicable_policies() -> None:
     assert decision.binding_user_role is None
     assert decision.policies == ("a", "b")
     assert decision.reason == 'no rule of policies "a", "b" allows it'
+    assert not decision.denied_by_rule
 
 
 def test_no_matching_rule_reason_with_one_policy_is_singular() -> None:

@@ -143,7 +143,7 @@ def test_a_wildcard_allow_allows_everything_not_denied(
         ),
     )
     without = PolicySet(config).decide(identity, connection, request)
-    denied = without.reason.startswith("denied by")
+    denied = without.denied_by_rule
     decision = PolicySet([*config, wildcard]).decide(identity, connection, request)
     assert decision.allowed is not denied
 

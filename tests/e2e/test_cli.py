@@ -1,0 +1,78 @@
+"""The `l7proxy` command as a user runs it: check-config, serve, stop."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import trio
+
+from tests.e2e.stack import Stack, kubectl
+
+L7PROXY = [sys.executable, "-m", "l7proxy"]
+
+
+async def test_check_config_summarises_a_valid_file(stack: Stack) -> None:
+    result = await trio.run_process(
+        [*L7PROXY, "check-config", "--config", str(stack.tmp / "gateway.yaml")],
+        capture_stdout=True,
+        capture_stderr=True,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.decode()
+    for part in ("dev", "agents-readonly", "platform-admins", stack.issuer.issuer):
+        assert part in summary
+    assert "sandbox-service-token" not in summary
+
+
+async def test_check_config_locates_an_error_and_exits_1(stack: Stack) -> None:
+    config = stack.tmp / "bad.yaml"
+    text = (
+        (stack.tmp / "gateway.yaml").read_text().replace("listen:\n", "listen:\n  colour: blue\n")
+    )
+    config.write_text(text)
+    line = text.splitlines().index("  colour: blue") + 1
+    result = await trio.run_process(
+        [*L7PROXY, "check-config", "--config", str(config)],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    message = result.stderr.decode()
+    assert f"bad.yaml:{line}: listen.colour: unknown key" in message
+    assert "Traceback" not in message
+
+
+async def test_serve_logs_json_answers_kubectl_and_stops_on_sigterm(stack: Stack) -> None:
+    process = await trio.lowlevel.open_process(
+        [*L7PROXY, "serve", "--config", str(stack.tmp / "gateway.yaml")],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert process.stderr is not None
+    logs = b""
+    try:
+        with trio.fail_after(30):
+            while b'"listening"' not in logs:
+                logs += await process.stderr.receive_some()
+        first = json.loads(logs.splitlines()[0])
+        port = first["addresses"][0].rsplit(":", 1)[1]
+        token = stack.token("agent-7", ("ai-agents-readonly",))
+        kc = stack.kubeconfig(token)
+        kc.write_text(kc.read_text().replace(stack.gateway_url, f"https://127.0.0.1:{port}"))
+        result = await kubectl(kc, "get", "pods", check=True)
+        assert b"web-1" in result.stdout
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            await process.wait()
+        logs += await process.stderr.receive_some() if process.stderr else b""
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert process.returncode == 0
+    assert token.encode() not in logs
+    for line in logs.splitlines():
+        json.loads(line)  # service logs are JSON lines
