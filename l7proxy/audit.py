@@ -54,6 +54,8 @@ class AuditEvent:
     upgrade: str = ""
     recording: str = ""
     ended_by: str = ""
+    impersonated_user: str = ""
+    impersonated_groups: tuple[str, ...] = ()
     upstream_audit_id: str = ""
 
     def set_identity(self, identity: Identity) -> None:
@@ -111,6 +113,7 @@ class AuditLog:
         event.duration_ms = round(duration * 1000, 3)
         fields = dataclasses.asdict(event)
         fields["groups"] = list(event.groups)
+        fields["impersonated_groups"] = list(event.impersonated_groups)
         self._logger.info("audit", **fields)
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import subprocess
 import sys
@@ -14,8 +15,13 @@ import trio
 
 from l7proxy import __version__
 from l7proxy.config import ConfigError, load_config, summarize
-from l7proxy.connectors import UnsupportedConnection
+from l7proxy.connectors import UnsupportedConnection, UpstreamCredentialError, probe_static
 from l7proxy.server import configure_logging, run_until_signalled
+from l7proxy.settings import Connection, EksConnection, Limits
+from l7proxy.upstream import UpstreamError
+
+# Per connection, all of it: STS and DescribeCluster calls (20 s each at most), then the cluster.
+PROBE_TIMEOUT = 90.0
 
 EXAMPLE_HINT = """\
 l7proxy needs a configuration file. Start from the example in the README
@@ -38,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     check = commands.add_parser("check-config", help="validate a configuration and summarise it")
     check.add_argument("--config", required=True, type=Path, metavar="FILE")
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also reach every connection's cluster with its credential (GET /version; "
+        "for eks, each role assumed through STS)",
+    )
     return parser
 
 
@@ -47,20 +59,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "serve":
             return _serve(args.config, is_worker=args.worker)
         case "check-config":
-            return _check_config(args.config)
+            return _check_config(args.config, probe=args.probe)
         case _:
             sys.stderr.write(EXAMPLE_HINT)
             return 2
 
 
-def _check_config(path: Path) -> int:
+def _check_config(path: Path, *, probe: bool = False) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(summarize(config))
+    if not probe:
+        return 0
+    # Service logs (an assumed role, a failed STS call) would repeat the lines below.
+    configure_logging(logging.ERROR)
+    results = trio.run(_probe_all, config.connections, config.limits)
+    print("probe:")
+    for _, text in results:
+        for line in text.splitlines():  # an eks connection has a line per role
+            print(f"  {line}")
+    failed = sum(1 for ok, _ in results if not ok)
+    if failed:
+        print(
+            f"error: {failed} of {len(results)} connections could not be reached as configured",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+async def _probe_all(connections: Sequence[Connection], limits: Limits) -> list[tuple[bool, str]]:
+    """Every connection probed at once; results in configuration order, each line
+    starting with the connection's name."""
+    results: list[tuple[bool, str]] = [(False, "")] * len(connections)
+
+    async def one(index: int, conn: Connection) -> None:
+        results[index] = await _probe_one(conn, limits)
+
+    async with trio.open_nursery() as nursery:
+        for index, conn in enumerate(connections):
+            nursery.start_soon(one, index, conn)
+    return results
+
+
+async def _probe_one(conn: Connection, limits: Limits) -> tuple[bool, str]:
+    try:
+        with trio.fail_after(PROBE_TIMEOUT):
+            if isinstance(conn, EksConnection):
+                from l7proxy.eks.connector import probe  # keeps aiobotocore out otherwise
+
+                return True, await probe(conn, limits)
+            version = await probe_static(conn, limits)
+            return True, f"{conn.name}: Kubernetes {version} (static credential)"
+    except UpstreamCredentialError as exc:
+        code = f" [{exc.code}]" if exc.code else ""
+        return False, f"{conn.name}: FAILED{code}: {exc.message}"
+    except UpstreamError as exc:
+        return False, f"{conn.name}: FAILED: {exc}"
+    except trio.TooSlowError:
+        return False, f"{conn.name}: FAILED: no answer within {PROBE_TIMEOUT:g}s"
 
 
 def _serve(path: Path, *, is_worker: bool) -> int:

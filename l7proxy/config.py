@@ -82,6 +82,10 @@ _EKS_KEYS = (
     "certificate_authority_data",
     "roles",
     "sts_endpoint",
+    "eks_endpoint",
+    "external_id",
+    "source_identity",
+    "session_duration",
 )
 _POLICY_KEYS = ("name", "groups", "users", "connection", "binding_user_role", "allow", "deny")
 _RULE_KEYS = (
@@ -103,6 +107,11 @@ _HOSTNAME = re.compile(
 _EKS_CLUSTER_NAME = re.compile(r"[0-9A-Za-z][-_0-9A-Za-z]{0,99}")
 _AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
 _ROLE_ARN = re.compile(r"arn:aws[-a-z]*:iam::[0-9]{12}:role/[-\w+=,.@/]+", re.ASCII)
+# AssumeRole's ExternalId: 2-1224 characters of [\w+=,.@:/-].
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+# AssumeRole's DurationSeconds: 15 minutes to 12 hours (the role's own maximum may be lower).
+SESSION_DURATION_MIN = 900
+SESSION_DURATION_MAX = 43200
 
 _CONSTRUCTOR = SafeConstructor()
 
@@ -409,7 +418,34 @@ class _Reader:
                 fields, "certificate_authority_data", self.base64, None
             ),
             sts_endpoint=self.optional(fields, "sts_endpoint", self.http_url, None),
+            eks_endpoint=self.optional(fields, "eks_endpoint", self.http_url, None),
+            external_id=self.optional(fields, "external_id", self.external_id, None),
+            source_identity=self.optional(fields, "source_identity", self.boolean, False),
+            session_duration=self.optional(fields, "session_duration", self.session_duration, 3600),
         )
+
+    def external_id(self, node: Node, key: str) -> str:
+        return self.matching(
+            node,
+            key,
+            _EXTERNAL_ID,
+            "an ExternalId of 2-1224 letters, digits and +=,.@:/-_ (quote a numeric one)",
+        )
+
+    def session_duration(self, node: Node, key: str) -> int:
+        expected = (
+            f"expected whole seconds from {SESSION_DURATION_MIN} to {SESSION_DURATION_MAX} "
+            f"(15 minutes to 12 hours), got {_describe(node)}"
+        )
+        if not (isinstance(node, ScalarNode) and node.tag == _INT):
+            self.fail(node, key, expected)
+        try:
+            value = _CONSTRUCTOR.construct_yaml_int(node)
+        except ValueError:
+            self.fail(node, key, expected)
+        if not SESSION_DURATION_MIN <= value <= SESSION_DURATION_MAX:
+            self.fail(node, key, expected)
+        return value
 
     def roles(self, node: Node, key: str) -> tuple[tuple[str, str], ...]:
         roles = tuple(
@@ -725,6 +761,15 @@ class _Reader:
             self.fail(node, key, expected)
         return value
 
+    def boolean(self, node: Node, key: str) -> bool:
+        if not (isinstance(node, ScalarNode) and node.tag == _BOOL):
+            self.fail(node, key, f"expected true or false, got {_describe(node)}")
+        try:
+            value: bool = _CONSTRUCTOR.construct_yaml_bool(node)
+        except KeyError:  # an explicit `!!bool` tag on something that is not one
+            self.fail(node, key, f"expected true or false, got {_describe(node)}")
+        return value
+
     def number(self, node: Node, key: str, *, zero_ok: bool) -> float:
         expected = f"expected a number {'>= 0 (0: no bound)' if zero_ok else '> 0'}, got "
         expected += _describe(node)
@@ -904,9 +949,15 @@ def _describe_connection(connection: Connection) -> str:
     server = connection.server or "from DescribeCluster"
     ca = "inline data" if connection.certificate_authority_data else "from DescribeCluster"
     sts = f", STS {connection.sts_endpoint}" if connection.sts_endpoint else ""
+    eks = f", EKS API {connection.eks_endpoint}" if connection.eks_endpoint else ""
+    session = f"sessions of {connection.session_duration}s"
+    if connection.external_id is not None:
+        session += " with an ExternalId"  # not a secret, but nothing a summary needs
+    if connection.source_identity:
+        session += ", SourceIdentity set"
     return (
         f"eks, cluster {connection.cluster_name} in {connection.region}, server {server},"
-        f" CA {ca}{sts}, roles: {roles}"
+        f" CA {ca}{sts}{eks}, {session}, roles: {roles}"
     )
 
 

@@ -7,14 +7,23 @@ several.
 
 from __future__ import annotations
 
+import json
 import os
+import ssl
 from pathlib import Path
 from typing import Protocol
 
 import trio
 
 from l7proxy.settings import Connection, EksConnection, Limits, StaticConnection
-from l7proxy.upstream import Origin, UpstreamPool, client_ssl_context
+from l7proxy.upstream import (
+    ClusterTLS,
+    Origin,
+    UpstreamError,
+    UpstreamFailure,
+    UpstreamPool,
+    UpstreamRequest,
+)
 from policy.decision import Decision
 from policy.identity import Identity
 
@@ -65,14 +74,14 @@ class TokenFile:
 
 class StaticConnector:
     def __init__(self, conn: StaticConnection, limits: Limits, nursery: trio.Nursery) -> None:
-        context = client_ssl_context(
+        tls = ClusterTLS(
             cafile=str(conn.certificate_authority_file)
             if conn.certificate_authority_file
             else None,
             cert_file=str(conn.client_cert_file) if conn.client_cert_file else None,
             key_file=str(conn.client_key_file) if conn.client_key_file else None,
         )
-        self.pool = UpstreamPool(Origin.from_url(conn.server), context, limits, nursery)
+        self.pool = UpstreamPool(Origin.from_url(conn.server), tls, limits, nursery)
         self._token = TokenFile(conn.token_file) if conn.token_file else None
 
     async def upstream(self) -> UpstreamPool:
@@ -100,3 +109,74 @@ def build_connector(conn: Connection, limits: Limits, nursery: trio.Nursery) -> 
 
         return EksConnector(conn, limits, nursery)
     raise UnsupportedConnection(f"unknown connection type {type(conn).__name__}")
+
+
+_PROBE_IDENTITY = Identity(username="l7proxy-check-config")
+_PROBE_BODY_LIMIT = 64 * 1024
+
+
+async def probe_static(conn: StaticConnection, limits: Limits | None = None) -> str:
+    """For `check-config --probe`: GET /version with the connection's own credential, so a
+    wrong server, CA or token shows before the first user does. A cluster refuses a bad
+    bearer token even on /version; returns the cluster's version.
+
+    Raises `UpstreamCredentialError` (unusable CA or certificate, unreadable token, refused
+    credential) or `UpstreamError` (unreachable, too slow, malformed answer).
+    """
+    limits = limits or Limits()
+    failure: UpstreamCredentialError | UpstreamError | None = None
+    version = ""
+    async with trio.open_nursery() as nursery:
+        try:
+            try:
+                connector = StaticConnector(conn, limits, nursery)
+            except (ssl.SSLError, OSError) as exc:
+                raise UpstreamCredentialError(
+                    f"unusable certificate_authority_file or client certificate: {exc}"
+                ) from exc
+            try:
+                decision = Decision(True, "", None, "check-config --probe", ())
+                headers = await connector.credential_headers(_PROBE_IDENTITY, decision)
+                version = await _get_version(connector.pool, headers, limits)
+            finally:
+                await connector.pool.aclose()
+        except (UpstreamCredentialError, UpstreamError) as exc:
+            failure = exc  # raised outside the nursery, so callers need no ExceptionGroup
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return version
+
+
+async def _get_version(pool: UpstreamPool, headers: Headers, limits: Limits) -> str:
+    request = await pool.request(
+        "GET", "/version", [(b"accept", b"application/json"), *headers], has_body=False
+    )
+    try:
+        with trio.fail_after(limits.upstream_response_timeout):
+            status, _ = await request.response_head()
+            body = await _read_probe_body(request)
+    except trio.TooSlowError as exc:
+        raise UpstreamError(UpstreamFailure.TIMEOUT, "GET /version") from exc
+    finally:
+        await request.aclose()
+    text = body.decode(errors="replace")
+    if status != 200:
+        raise UpstreamCredentialError(
+            f"GET /version answered HTTP {status}: {text[:300]} "
+            "(does the cluster accept the connection's credential?)",
+            code=f"HTTP{status}",
+        )
+    try:
+        return str(json.loads(text)["gitVersion"])
+    except (ValueError, KeyError, TypeError):
+        return f"(unrecognised /version answer: {text[:100]})"
+
+
+async def _read_probe_body(request: UpstreamRequest) -> bytes:
+    body = b""
+    while chunk := await request.receive():
+        body += chunk
+        if len(body) > _PROBE_BODY_LIMIT:
+            raise UpstreamError(UpstreamFailure.PROTOCOL, "GET /version answered too much")
+    return body

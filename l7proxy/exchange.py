@@ -40,6 +40,21 @@ class ClientDisconnected(Exception):
     its exchange was being read or answered."""
 
 
+class UpgradeNotPossible(Exception):
+    """A protocol upgrade was asked of an exchange that cannot switch (HTTP/2, or a
+    request without `Connection: upgrade`)."""
+
+
+class UpgradedStream(Protocol):
+    """The raw byte stream of a connection after `101 Switching Protocols`."""
+
+    async def receive_some(self) -> bytes:
+        """The next bytes from the client; b"" once it has closed."""
+        ...
+
+    async def send_all(self, data: bytes) -> None: ...
+
+
 class Exchange(Protocol):
     """The server side of one request. Calls are made in order: `receive` until it
     returns b"" (end of request body), then `start_response`, `send` any number of
@@ -60,3 +75,8 @@ class Exchange(Protocol):
     async def send(self, data: bytes) -> None: ...
 
     async def finish(self) -> None: ...
+
+    async def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedStream:
+        """Answer `101 Switching Protocols` with `headers` (HTTP/1.1 only) and hand over
+        the connection's bytes. Raises `UpgradeNotPossible` otherwise."""
+        ...

@@ -10,6 +10,8 @@ Each stage is a function with a typed input and output; a stage that refuses rai
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
 import uuid
@@ -20,7 +22,7 @@ import trio
 from l7proxy.audit import AuditEvent, AuditLog
 from l7proxy.connectors import Connector, UpstreamCredentialError
 from l7proxy.errors import Fault, GatewayRefusal, Outcome, fault_for_status, status_for
-from l7proxy.exchange import ClientDisconnected, Exchange
+from l7proxy.exchange import ClientDisconnected, Exchange, UpgradeNotPossible
 from l7proxy.metrics import Metrics
 from l7proxy.oidc.authenticator import (
     Authenticated,
@@ -28,18 +30,31 @@ from l7proxy.oidc.authenticator import (
     Authenticator,
     ProviderUnavailable,
 )
+from l7proxy.reviews import ClusterAsker, Review, ReviewError, read_review, review_kind
+from l7proxy.reviews import answer as answer_review
 from l7proxy.routing import LocalEndpoint, Route, route
 from l7proxy.settings import Limits
-from l7proxy.upstream import UpstreamError, UpstreamFailure, UpstreamPool, UpstreamRequest
+from l7proxy.splice import SessionEnd, splice
+from l7proxy.upstream import (
+    Switched,
+    UpstreamError,
+    UpstreamFailure,
+    UpstreamPool,
+    UpstreamRequest,
+)
 from policy.decision import Decision
 from policy.engine import PolicySet
 from policy.identity import Identity
+from policy.impersonation import authorize_impersonation
 from protocols.attributes import Attributes, UnresolvableRequest, resolve
 from protocols.headers import (
     impersonation_headers,
     request_headers_for_upstream,
     response_headers_for_client,
+    upgrade_token,
 )
+from protocols.impersonation_headers import InvalidImpersonation, parse_impersonation
+from protocols.path_safety import UnsafeRequest, check_target
 from protocols.status import StatusReason, status_body, status_headers
 
 log = structlog.get_logger("l7proxy.gateway")
@@ -92,7 +107,14 @@ class Gateway:
             connector = self._connector(target, event)
             auth = await self._authenticate(exchange, event)
             attributes = self._resolve(exchange, target, event)
-            decision = self._authorize(exchange, auth.identity, target, attributes, event)
+            acting = self._impersonate(exchange, auth.identity, target, event)
+            review = review_kind(attributes)
+            if review is not None:
+                await self._answer_review(
+                    exchange, review, acting, connector, target, attributes, event
+                )
+                return
+            decision = self._authorize(exchange, acting, target, attributes, event)
             await self._forward(exchange, connector, target, auth, decision, event)
         except GatewayRefusal as refusal:
             await self._refuse_quietly(exchange, refusal, event)
@@ -126,6 +148,10 @@ class Gateway:
 
     def _resolve(self, exchange: Exchange, target: Route, event: AuditEvent) -> Attributes:
         try:
+            check_target(exchange.head.target)
+        except UnsafeRequest as exc:
+            raise GatewayRefusal(Fault.BAD_REQUEST, exc.message) from exc
+        try:
             attributes = resolve(exchange.head.method, target.path, exchange.head.query)
         except UnresolvableRequest as exc:
             raise GatewayRefusal(Fault.BAD_REQUEST, str(exc)) from exc
@@ -135,27 +161,100 @@ class Gateway:
     def _authorize(
         self,
         exchange: Exchange,
-        identity: Identity,
+        acting: Identity,
         target: Route,
         attributes: Attributes,
         event: AuditEvent,
     ) -> Decision:
-        impersonating = impersonation_headers(exchange.head.headers)
-        if impersonating:
-            event.reason = "impersonation is not granted"
-            raise GatewayRefusal(
-                Fault.FORBIDDEN,
-                f"{_subject(identity)} cannot impersonate: the request carries "
-                f"{', '.join(impersonating)}, "
-                f'and no policy on connection "{target.connection}" grants impersonation',
+        """The policy decision for the acting identity: the caller, or whom the caller
+        impersonates where a policy grants it."""
+        decision = self.policies.decide(acting, target.connection, attributes)
+        if decision.allowed and _upgrade_needs_create(exchange, attributes):
+            # kube-apiserver ≥1.31 (AuthorizePodWebsocketUpgradeCreatePermission): an
+            # exec/attach/port-forward upgrade on GET also needs `create`.
+            create = self.policies.decide(
+                acting, target.connection, dataclasses.replace(attributes, verb="create")
             )
-        decision = self.policies.decide(identity, target.connection, attributes)
+            if not create.allowed:
+                decision = dataclasses.replace(
+                    create,
+                    reason=f"an upgraded {attributes.subresource} also needs create: "
+                    f"{create.reason}",
+                )
         event.set_decision(decision)
         if not decision.allowed:
             raise GatewayRefusal(
-                Fault.FORBIDDEN, forbidden_message(identity, attributes, target, decision)
+                Fault.FORBIDDEN, forbidden_message(acting, attributes, target, decision)
             )
         return decision
+
+    def _impersonate(
+        self, exchange: Exchange, identity: Identity, target: Route, event: AuditEvent
+    ) -> Identity:
+        """Whom the request acts as: the caller, or — kube-apiserver's impersonation rules,
+        where a policy grants RBAC's `impersonate` — the identity it names. The
+        `Impersonate-*` headers themselves never travel on."""
+        try:
+            request = parse_impersonation(exchange.head.headers)
+        except InvalidImpersonation as exc:
+            raise GatewayRefusal(Fault.BAD_REQUEST, exc.message) from exc
+        if request is None:
+            return identity
+        decision, acting = authorize_impersonation(
+            self.policies, identity, target.connection, request
+        )
+        if not decision.allowed:
+            event.set_decision(decision)
+            headers = ", ".join(impersonation_headers(exchange.head.headers))
+            raise GatewayRefusal(
+                Fault.FORBIDDEN,
+                f"{_subject(identity)} cannot impersonate ({headers}) on connection "
+                f'"{target.connection}": {decision.reason}',
+            )
+        event.impersonated_user = acting.username
+        event.impersonated_groups = acting.groups
+        return acting
+
+    async def _answer_review(
+        self,
+        exchange: Exchange,
+        review: Review,
+        acting: Identity,
+        connector: Connector,
+        target: Route,
+        attributes: Attributes,
+        event: AuditEvent,
+    ) -> None:
+        """can-i, can-i --list and whoami, answered from the caller's own policies."""
+        try:
+            document = await read_review(exchange)
+            response, decision = await answer_review(
+                review,
+                document,
+                identity=acting,
+                connection=target.connection,
+                policies=self.policies,
+                attributes=attributes,
+                ask_cluster=ClusterAsker(connector, acting, self.limits.upstream_response_timeout),
+            )
+        except ReviewError as exc:
+            raise GatewayRefusal(Fault.BAD_REQUEST, str(exc)) from exc
+        event.decision = "allow"
+        event.reason = f"{review.value} answered by the gateway" + (
+            f": {decision.reason}" if decision is not None else ""
+        )
+        body = json.dumps(response).encode()
+        event.status, event.bytes_out = 201, len(body)
+        await exchange.start_response(
+            201,
+            [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"audit-id", event.audit_id.encode()),
+            ],
+        )
+        await exchange.send(body)
+        await exchange.finish()
 
     async def _forward(
         self,
@@ -174,7 +273,16 @@ class Gateway:
             raise GatewayRefusal(
                 Fault.UPSTREAM_CREDENTIAL, f'connection "{target.connection}": {exc.message}'
             ) from exc
+        upgrade = upgrade_token(exchange.head.headers)
+        if upgrade is not None and exchange.head.http_version == "1.1":
+            await self._forward_upgrade(exchange, pool, target, headers, upgrade, auth, event)
+            return
         upstream = await self._open_upstream(exchange, pool, target, headers)
+        await self._relay(exchange, upstream, auth, event)
+
+    async def _relay(
+        self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
+    ) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
@@ -187,6 +295,74 @@ class Gateway:
                 await upstream.aclose()
         if refusal is not None:
             raise refusal
+
+    async def _forward_upgrade(
+        self,
+        exchange: Exchange,
+        pool: UpstreamPool,
+        target: Route,
+        headers: list[tuple[bytes, bytes]],
+        upgrade: bytes,
+        auth: Authenticated,
+        event: AuditEvent,
+    ) -> None:
+        """exec, attach, port-forward: a fresh HTTP/1.1 connection to the cluster asks for
+        the same upgrade; on its 101 the client gets a 101 and the two streams are spliced."""
+        headers = [*headers, (b"connection", b"Upgrade"), (b"upgrade", upgrade)]
+        try:
+            answer = await pool.upgrade(
+                exchange.head.method, target.upstream_target(exchange.head.query), headers
+            )
+        except UpstreamError as exc:
+            raise _upstream_refusal(exc, target.connection) from exc
+        if not isinstance(answer, Switched):
+            await self._relay(exchange, answer, auth, event)  # refused by the cluster
+            return
+        event.status = 101
+        event.upgrade = _upgrade_name(upgrade, answer.headers)
+        event.upstream_audit_id = _header(answer.headers, b"audit-id")
+        response = self._client_headers(answer.headers, event.audit_id)
+        response += [
+            (b"connection", b"Upgrade"),
+            (b"upgrade", _header(answer.headers, b"upgrade").encode() or upgrade),
+        ]
+        try:
+            try:
+                client = await exchange.upgrade(response)
+            except (UpgradeNotPossible, ClientDisconnected):
+                event.ended_by = "client"
+                return
+
+            def from_client(data: bytes) -> None:
+                event.bytes_in += len(data)
+
+            def from_cluster(data: bytes) -> None:
+                event.bytes_out += len(data)
+
+            deadline, reason = self._stream_deadline(auth)
+            ended = await splice(
+                client,
+                answer.stream,
+                deadline=deadline,
+                deadline_reason=reason,
+                idle_timeout=self.limits.upgrade_idle_timeout,
+                from_client=from_client,
+                from_cluster=from_cluster,
+            )
+            event.ended_by = ended.value
+        finally:
+            with trio.CancelScope(shield=True):
+                await answer.stream.aclose()
+
+    def _stream_deadline(self, auth: Authenticated) -> tuple[float, SessionEnd]:
+        """When a long response or session must end: the caller's token expiry or the
+        configured maximum duration, whichever comes first."""
+        deadline, reason = _wall_to_trio(auth.expires_at), SessionEnd.TOKEN_EXPIRY
+        if self.limits.max_stream_duration > 0:
+            limit = trio.current_time() + self.limits.max_stream_duration
+            if limit < deadline:
+                deadline, reason = limit, SessionEnd.DEADLINE
+        return deadline, reason
 
     async def _relay_response(
         self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
@@ -280,12 +456,8 @@ class Gateway:
     ) -> str:
         """Stream the response as it comes; returns what ended it. A long response ends
         at the caller's token expiry or the configured maximum duration, never earlier."""
-        deadline = _wall_to_trio(auth.expires_at)
-        ended_by = "token expiry"
-        if self.limits.max_stream_duration > 0:
-            limit = trio.current_time() + self.limits.max_stream_duration
-            if limit < deadline:
-                deadline, ended_by = limit, "duration limit"
+        deadline, reason = self._stream_deadline(auth)
+        ended_by = reason.value
         event.ended_by = "client"  # stays so only if the client goes away mid-copy
         with trio.move_on_at(deadline):
             try:
@@ -432,6 +604,25 @@ def _upstream_refusal(exc: UpstreamError, connection: str) -> GatewayRefusal:
             return GatewayRefusal(Fault.UPSTREAM_TIMEOUT, f"{where}{exc}")
         case UpstreamFailure.PROTOCOL:
             return GatewayRefusal(Fault.UPSTREAM_PROTOCOL, f"{where}{exc}")
+
+
+def _upgrade_needs_create(exchange: Exchange, a: Attributes) -> bool:
+    return (
+        a.verb == "get"
+        and a.resource == "pods"
+        and a.subresource in ("exec", "attach", "portforward")
+        and upgrade_token(exchange.head.headers) is not None
+    )
+
+
+def _upgrade_name(upgrade: bytes, response: list[tuple[bytes, bytes]]) -> str:
+    """For the audit event: the upgrade and the subprotocol the cluster chose, e.g.
+    `websocket v5.channel.k8s.io` or `SPDY/3.1 portforward.k8s.io`."""
+    chosen = _header(response, b"sec-websocket-protocol") or _header(
+        response, b"x-stream-protocol-version"
+    )
+    name = upgrade.decode("latin-1")
+    return f"{name} {chosen}" if chosen else name
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:

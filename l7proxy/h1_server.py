@@ -14,8 +14,9 @@ from typing import Final
 import h11
 import trio
 
-from l7proxy.exchange import ClientDisconnected, RequestHead
+from l7proxy.exchange import ClientDisconnected, RequestHead, UpgradedStream, UpgradeNotPossible
 from l7proxy.settings import Limits
+from protocols.headers import upgrade_token
 from protocols.status import StatusReason, status_body
 
 _READ_SIZE: Final = 64 * 1024
@@ -40,6 +41,8 @@ class H1Exchange:
             self.body_done.set()
         self.response_started = False
         self.finished = False
+        self.upgraded = False
+        self.watch_scope = trio.CancelScope()  # the close watcher; an upgrade stops it
 
     async def receive(self) -> bytes:
         if self.body_done.is_set():
@@ -69,6 +72,44 @@ class H1Exchange:
     async def finish(self) -> None:
         await self._conn.send_to_client(h11.EndOfMessage())
         self.finished = True
+
+    async def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedStream:
+        """Answer `101 Switching Protocols`; from then on the connection is a byte stream."""
+        if not wants_upgrade(self.head) or not self.body_done.is_set():
+            raise UpgradeNotPossible("the request did not ask for a protocol upgrade")
+        self.watch_scope.cancel()
+        self.response_started = True
+        await self._conn.send_to_client(h11.InformationalResponse(status_code=101, headers=headers))
+        self.upgraded = True
+        return _UpgradedConnection(self._conn)
+
+
+class _UpgradedConnection:
+    """The client's raw bytes after a 101: what h11 had buffered, then the socket."""
+
+    def __init__(self, conn: H1ServerConnection) -> None:
+        self._conn = conn
+        self._pending, _ = conn.h11.trailing_data
+
+    async def receive_some(self) -> bytes:
+        if self._pending:
+            data, self._pending = bytes(self._pending), b""
+            return data
+        try:
+            return await self._conn._chunks.receive()
+        except trio.EndOfChannel:
+            return b""
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            async with self._conn._send_lock:
+                await self._conn.transport.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ClientDisconnected from exc
+
+
+def wants_upgrade(head: RequestHead) -> bool:
+    return upgrade_token(head.headers) is not None
 
 
 def _has_body(head: RequestHead) -> bool:
@@ -156,6 +197,8 @@ class H1ServerConnection:
                 except ClientDisconnected:
                     exchange.finished = False  # the connection is not reusable
                 nursery.cancel_scope.cancel()
+            if exchange.upgraded:
+                return  # the handler spliced the connection until it ended
             if not exchange.finished or self.h11.our_state is not h11.DONE:
                 return
             if self.h11.their_state is not h11.DONE:
@@ -226,6 +269,10 @@ class H1ServerConnection:
 
         Bytes of a pipelined next request are kept in h11's buffer (bounded by the head
         limit); past that, reading stops and TCP pushes back on the client."""
+        with exchange.watch_scope:
+            await self._watch_after_body(exchange, scope)
+
+    async def _watch_after_body(self, exchange: H1Exchange, scope: trio.CancelScope) -> None:
         await exchange.body_done.wait()
         limit = self.limits.max_header_bytes + self.limits.max_url_bytes
         while len(self.h11.trailing_data[0]) < limit:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from l7proxy.exchange import ClientDisconnected, RequestHead
+from l7proxy.exchange import ClientDisconnected, RequestHead, UpgradedStream, UpgradeNotPossible
 from l7proxy.h2_session import H2Session, H2Stream, StreamClosedError
 from l7proxy.settings import Limits
 from protocols.headers import HTTP2_FORBIDDEN
@@ -55,6 +55,10 @@ class H2Exchange:
         except StreamClosedError as exc:
             raise ClientDisconnected from exc
         self.finished = True
+
+    async def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedStream:
+        # HTTP/2 has no Upgrade (RFC 9113 §8.6); clients such as kubectl use HTTP/1.1 for it.
+        raise UpgradeNotPossible("protocol upgrades need HTTP/1.1")
 
 
 def request_head(stream: H2Stream) -> tuple[RequestHead, int]:

@@ -40,8 +40,11 @@ class Limits:
     upstream_connect_timeout: float = 10.0
     # Time to wait for a cluster's response head (not its body: watches live long).
     upstream_response_timeout: float = 60.0
-    # Upper bound on one streaming request (watch, logs -f); 0 means no bound.
+    # Upper bound on one streaming request (watch, logs -f, exec, port-forward); 0: none.
     max_stream_duration: float = 0.0
+    # An upgraded session (exec, attach, port-forward) with no bytes either way for this
+    # long is closed; the kubelet's streaming idle timeout defaults to 4 hours.
+    upgrade_idle_timeout: float = 4 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)

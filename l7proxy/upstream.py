@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -145,6 +145,7 @@ class _H1Request:
         self.conn = conn
         self._release = release
         self._done = False
+        self.head: tuple[int, Headers] | None = None  # already read (a refused upgrade)
 
     async def send(self, data: bytes) -> None:
         if data:
@@ -154,6 +155,8 @@ class _H1Request:
         await self._guard(self.conn.send(h11.EndOfMessage()))
 
     async def response_head(self) -> tuple[int, Headers]:
+        if self.head is not None:
+            return self.head
         while True:
             event = await self._guard(self.conn.next_event())
             if isinstance(event, h11.Response):
@@ -193,14 +196,51 @@ class _H1Request:
             raise UpstreamError(UpstreamFailure.PROTOCOL, type(exc).__name__) from exc
 
 
+@dataclass(frozen=True, slots=True)
+class Switched:
+    """A cluster's `101 Switching Protocols`: its headers and the raw stream after it."""
+
+    headers: Headers
+    stream: _SwitchedStream
+
+
+class _SwitchedStream:
+    """The cluster's bytes after a 101: what h11 had buffered, then the socket."""
+
+    def __init__(self, transport: trio.abc.Stream, pending: bytes) -> None:
+        self.transport = transport
+        self._pending = pending
+
+    async def receive_some(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        try:
+            return bytes(await self.transport.receive_some(_READ_SIZE))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            raise UpstreamError(UpstreamFailure.PROTOCOL, type(exc).__name__) from exc
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self.transport.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            raise UpstreamError(UpstreamFailure.PROTOCOL, type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self.transport)
+
+
 class UpstreamPool:
     """Connections to one cluster. `nursery` hosts the readers of HTTP/2 sessions."""
 
     def __init__(
-        self, origin: Origin, ssl_context: ssl.SSLContext, limits: Limits, nursery: trio.Nursery
+        self, origin: Origin, tls: ClusterTLS, limits: Limits, nursery: trio.Nursery
     ) -> None:
         self.origin = origin
-        self.ssl_context = ssl_context
+        # Requests offer h2 then HTTP/1.1; protocol upgrades (exec, attach, port-forward)
+        # need HTTP/1.1, which a cluster offering h2 would otherwise not choose.
+        self.ssl_context = tls.context(("h2", "http/1.1"))
+        self.upgrade_ssl_context = tls.context(("http/1.1",))
         self.limits = limits
         self._nursery = nursery
         self._h2: H2Session | None = None
@@ -243,6 +283,46 @@ class UpstreamPool:
             await request.end_body()
         return request
 
+    async def upgrade(
+        self, method: str, target: str, headers: Headers
+    ) -> Switched | UpstreamRequest:
+        """Ask the cluster to switch protocols on a fresh HTTP/1.1 connection (never pooled).
+
+        Returns the switched byte stream on `101`; any other answer comes back as an
+        ordinary response for the caller to relay."""
+        timeout = self.limits.upstream_connect_timeout
+        try:
+            with trio.fail_after(timeout):
+                transport, _ = await self._dial(self.upgrade_ssl_context)
+        except trio.TooSlowError as exc:
+            raise UpstreamError(
+                UpstreamFailure.TIMEOUT, f"no connection within {timeout:g}s"
+            ) from exc
+        conn = _H1Connection(transport)
+        request = _H1Request(conn, self._release_h1)
+        fields = [(b"host", self.origin.authority), *headers]
+        path = self.origin.base_path + target
+        try:
+            await request._guard(conn.send(h11.Request(method=method, target=path, headers=fields)))
+            await request.end_body()
+            with trio.fail_after(self.limits.upstream_response_timeout):
+                event = await request._guard(conn.next_event())
+        except trio.TooSlowError as exc:
+            await trio.aclose_forcefully(transport)
+            raise UpstreamError(UpstreamFailure.TIMEOUT, "no answer to the upgrade") from exc
+        except UpstreamError:
+            await trio.aclose_forcefully(transport)
+            raise
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            pending, _ = conn.h11.trailing_data
+            response = [(bytes(k), bytes(v)) for k, v in event.headers]
+            return Switched(response, _SwitchedStream(transport, bytes(pending)))
+        if isinstance(event, h11.Response):
+            request.head = (event.status_code, [(bytes(k), bytes(v)) for k, v in event.headers])
+            return request
+        await trio.aclose_forcefully(transport)
+        raise UpstreamError(UpstreamFailure.PROTOCOL, "unexpected answer to the upgrade")
+
     async def _connection(self) -> H2Session | _H1Connection:
         if self._h2 is not None and self._h2.can_open_stream:
             return self._h2
@@ -251,7 +331,7 @@ class UpstreamPool:
         async with self._connect_lock:
             if self._h2 is not None and self._h2.can_open_stream:
                 return self._h2
-            transport, alpn = await self._dial()
+            transport, alpn = await self._dial(self.ssl_context)
             if alpn == "h2":
                 self._speaks_h2 = True
                 session = H2Session(transport, client_side=True)
@@ -270,7 +350,7 @@ class UpstreamPool:
                 self._h2 = None
             await trio.aclose_forcefully(session.transport)
 
-    async def _dial(self) -> tuple[trio.abc.Stream, str | None]:
+    async def _dial(self, context: ssl.SSLContext) -> tuple[trio.abc.Stream, str | None]:
         try:
             tcp = await trio.open_tcp_stream(self.origin.host, self.origin.port)
         except OSError as exc:
@@ -278,9 +358,7 @@ class UpstreamPool:
                 UpstreamFailure.CONNECT,
                 f"{self.origin.host}:{self.origin.port}: {exc.strerror or exc}",
             ) from exc
-        tls = trio.SSLStream(
-            tcp, self.ssl_context, server_hostname=self.origin.host, https_compatible=True
-        )
+        tls = trio.SSLStream(tcp, context, server_hostname=self.origin.host, https_compatible=True)
         try:
             await tls.do_handshake()
         except (trio.BrokenResourceError, ssl.SSLError) as exc:
@@ -304,16 +382,20 @@ class UpstreamPool:
         self._idle_h1.clear()
 
 
-def client_ssl_context(
-    *,
-    cafile: str | None = None,
-    cadata: str | None = None,
-    cert_file: str | None = None,
-    key_file: str | None = None,
-) -> ssl.SSLContext:
-    """TLS to a cluster: verified against its CA, offering h2 then HTTP/1.1."""
-    context = ssl.create_default_context(cafile=cafile, cadata=cadata)
-    if cert_file and key_file:
-        context.load_cert_chain(cert_file, key_file)
-    context.set_alpn_protocols(["h2", "http/1.1"])
-    return context
+@dataclass(frozen=True, slots=True)
+class ClusterTLS:
+    """How to reach a cluster over TLS: its CA and, optionally, a client certificate."""
+
+    cafile: str | None = None
+    cadata: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def context(self, alpn: Sequence[str]) -> ssl.SSLContext:
+        """A verifying client context offering `alpn`. Raises `ssl.SSLError` or
+        `OSError` for an unusable CA or certificate."""
+        context = ssl.create_default_context(cafile=self.cafile, cadata=self.cadata)
+        if self.cert_file and self.key_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        context.set_alpn_protocols(list(alpn))
+        return context

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 from policy.decision import Decision
 from policy.engine import PolicySet
@@ -59,15 +60,7 @@ def authorize_impersonation(
     for what, attributes in _checks(request):
         decision = policies.decide(actor, connection, attributes)
         if not decision.allowed:
-            refusal = Decision(
-                allowed=False,
-                policy=decision.policy,
-                binding_user_role=None,
-                reason=f"cannot impersonate {what}: {decision.reason}",
-                policies=decision.policies,
-                denied_by_rule=decision.denied_by_rule,
-            )
-            return refusal, actor
+            return replace(decision, reason=f"cannot impersonate {what}: {decision.reason}"), actor
         granted.append((what, decision))
     # The user is always checked first, so its decision leads.
     user_decision = granted[0][1]

@@ -83,3 +83,15 @@ def response_headers_for_client(headers: Iterable[tuple[bytes, bytes]]) -> Heade
         and name.lower() not in extra_hop
         and not name.lower().startswith(b"proxy-")
     ]
+
+
+def upgrade_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The protocol a request asks to switch to (RFC 9110 §7.8): `Upgrade` offered and
+    named in `Connection`; None for an ordinary request."""
+    headers = list(headers)
+    if b"upgrade" not in connection_tokens(headers):
+        return None
+    for name, value in headers:
+        if name.lower() == b"upgrade" and value.strip():
+            return value.strip()
+    return None

@@ -36,12 +36,12 @@ from l7proxy.eks.token import (
 )
 from l7proxy.settings import EksConnection, Limits
 from l7proxy.upstream import (
+    ClusterTLS,
     Origin,
     UpstreamError,
     UpstreamFailure,
     UpstreamPool,
     UpstreamRequest,
-    client_ssl_context,
 )
 from policy.decision import Decision
 from policy.identity import Identity
@@ -153,13 +153,13 @@ class EksConnector:
             source = "the configuration and DescribeCluster"
         try:
             origin = Origin.from_url(server)
-            context = client_ssl_context(cadata=base64.b64decode(ca_data, validate=True).decode())
+            tls = ClusterTLS(cadata=base64.b64decode(ca_data, validate=True).decode())
+            return UpstreamPool(origin, tls, self._limits, self._nursery)
         except (ValueError, ssl.SSLError) as exc:
             raise UpstreamCredentialError(
                 f"the server or certificate_authority_data from {source} is unusable "
                 f"(expected an https URL and a base64 PEM CA): {exc}"
             ) from exc
-        return UpstreamPool(origin, context, self._limits, self._nursery)
 
     async def _describe_cluster(self) -> tuple[str, str]:
         """The cluster's endpoint and CA, asked once with the gateway's own credentials."""

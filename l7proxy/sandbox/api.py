@@ -10,6 +10,7 @@ from typing import Any
 from l7proxy.exchange import Exchange
 from l7proxy.sandbox import logs, protobuf
 from l7proxy.sandbox.patch import PatchError, json_patch, merge_patch
+from l7proxy.sandbox.portforward import serve_portforward
 from l7proxy.sandbox.resources import UPGRADE_SUBRESOURCES, ResourceType, lookup
 from l7proxy.sandbox.selectors import Selector
 from l7proxy.sandbox.status import (
@@ -181,6 +182,10 @@ class ResourceApi:
     async def serve(self, exchange: Exchange, target: Target, body: bytes) -> None:
         method = exchange.head.method
         params = query_params(exchange.head.query)
+        if target.subresource == "portforward":
+            assert target.namespace is not None  # pods are namespaced: parse_target saw a name
+            await serve_portforward(exchange, self._store, target.namespace, target.name)
+            return
         if target.subresource in UPGRADE_SUBRESOURCES:
             raise bad_request("upgrade required")
         if target.subresource == "log":

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from l7proxy.exchange import Exchange, RequestHead
 from l7proxy.sandbox import discovery, openapi
 from l7proxy.sandbox.api import ResourceApi, parse_target
+from l7proxy.sandbox.eks_auth import TOKEN_PREFIX, EksTokenVerifier, TokenRejected
+from l7proxy.sandbox.rbac import ACCESS_REVIEW_PATH, SandboxRbac
 from l7proxy.sandbox.seed import seed
 from l7proxy.sandbox.status import ApiError, method_not_allowed, path_not_found, unauthorized
 from l7proxy.sandbox.store import Store
 from l7proxy.sandbox.wire import encode, read_body, respond, wants_table
+from policy.model import Rule
 
 # What kube's system:public-info-viewer lets anonymous callers read.
 _HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
@@ -37,7 +40,9 @@ class SeenRequest:
 class SandboxCluster:
     """Serves one request per `handle` call, over any HTTP version's `Exchange`.
 
-    `tokens` maps bearer tokens to usernames; client certificates are not checked."""
+    `tokens` maps bearer tokens to usernames; client certificates are not checked. With
+    `eks_sts_endpoint`, `k8s-aws-v1.` tokens for `eks_cluster_name` are verified through
+    that STS as EKS does (see `eks_auth`): the username is the caller's STS ARN."""
 
     def __init__(
         self,
@@ -45,8 +50,17 @@ class SandboxCluster:
         tokens: Mapping[str, str],
         version: tuple[int, int] = (1, 32),
         clock: Callable[[], float] = time.time,
+        rbac: Mapping[str, Sequence[Rule]] | None = None,
+        eks_sts_endpoint: str | None = None,
+        eks_cluster_name: str = "sandbox",
     ) -> None:
         self._tokens = dict(tokens)
+        self.eks = (
+            EksTokenVerifier(sts_endpoint=eks_sts_endpoint, cluster_name=eks_cluster_name)
+            if eks_sts_endpoint
+            else None
+        )
+        self.rbac = SandboxRbac(rbac)
         self._version = version
         self.store = Store(clock)
         self._api = ResourceApi(self.store, clock)
@@ -55,23 +69,32 @@ class SandboxCluster:
 
     async def handle(self, exchange: Exchange) -> None:
         head = exchange.head
-        user = self._user(head)
+        user = await self._user(head)
         self.seen.append(SeenRequest(head.method, head.target, head.headers, user))
         try:
             body = await read_body(exchange)
             if user is None and (head.header(b"authorization") or head.path not in _PUBLIC_PATHS):
                 raise unauthorized()
+            if head.path == ACCESS_REVIEW_PATH and head.method == "POST" and user is not None:
+                await respond(exchange, 201, encode(self.rbac.access_review(user, body)))
+                return
             await self._route(exchange, body)
         except ApiError as err:
             if exchange.response_started:  # too late for a Status: a bug, let it surface
                 raise
             await respond(exchange, err.code, encode(err.status()))
 
-    def _user(self, head: RequestHead) -> str | None:
+    async def _user(self, head: RequestHead) -> str | None:
         scheme, _, token = (head.header(b"authorization") or b"").decode("latin-1").partition(" ")
         if scheme.lower() != "bearer":
             return None
-        return self._tokens.get(token.strip())
+        token = token.strip()
+        if self.eks is not None and token.startswith(TOKEN_PREFIX):
+            try:
+                return await self.eks.username(token)
+            except TokenRejected:
+                return None  # as kube-apiserver: 401, the reason only in `eks.rejections`
+        return self._tokens.get(token)
 
     async def _route(self, exchange: Exchange, body: bytes) -> None:
         head = exchange.head

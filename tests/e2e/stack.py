@@ -7,7 +7,7 @@ import os
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -18,13 +18,15 @@ import yaml
 
 from l7proxy.config import load_config
 from l7proxy.devissuer import DevIssuer
-from l7proxy.listener import serve
+from l7proxy.listener import Handle, serve
 from l7proxy.sandbox import SandboxCluster
 from l7proxy.server import run_gateway
 from l7proxy.settings import Limits
+from policy.model import Rule
 
 KUBECTL = "/usr/bin/kubectl"
 CLUSTER_TOKEN = "sandbox-service-token"  # the gateway's static credential for the sandbox
+GATEWAY_USER = "system:serviceaccount:l7proxy:gateway"  # who the sandbox takes it for
 
 
 @dataclass
@@ -124,8 +126,15 @@ def _tls_context(cert: trustme.LeafCert) -> ssl.SSLContext:
 
 
 async def start_stack(
-    nursery: trio.Nursery, ca: trustme.CA, tmp: Path, *, limits: dict[str, float] | None = None
+    nursery: trio.Nursery,
+    ca: trustme.CA,
+    tmp: Path,
+    *,
+    limits: dict[str, float] | None = None,
+    upstream: Handle | None = None,
+    cluster_rbac: Mapping[str, Sequence[Rule]] | None = None,
 ) -> Stack:
+    """The sandbox cluster (or `upstream` in its place), the issuer and the gateway."""
     leaf = ca.issue_cert("127.0.0.1", "localhost")
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
@@ -134,11 +143,11 @@ async def start_stack(
     issuer = DevIssuer()
     await nursery.start(partial(issuer.serve, ssl_context=_tls_context(leaf)))
 
-    cluster = SandboxCluster(tokens={CLUSTER_TOKEN: "system:serviceaccount:l7proxy:gateway"})
+    cluster = SandboxCluster(tokens={CLUSTER_TOKEN: GATEWAY_USER}, rbac=cluster_rbac)
     bound = await nursery.start(
         partial(
             serve,
-            cluster.handle,
+            upstream or cluster.handle,
             host="127.0.0.1",
             port=0,
             ssl_context=_tls_context(leaf),

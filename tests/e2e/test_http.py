@@ -163,3 +163,27 @@ async def test_limits_are_refused_with_clear_statuses(
     assert status == 414
     event = await event_for(stack, headers["audit-id"])
     assert (event["status"], event["decision"]) == (414, "deny")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/k8s/dev/api/v1/namespaces/default/../kube-system/secrets",
+        "/k8s/dev/api/v1/namespaces/default/%2e%2e/kube-system/secrets",
+        "/k8s/dev/api/v1/namespaces/kube-system%2fsecrets",
+        "/k8s/dev/api//v1/pods",
+        "/k8s/dev/api/v1/pods?watch=1&watch=0",
+    ],
+)
+async def test_a_path_the_cluster_could_read_differently_is_refused_before_authorization(
+    stack: Stack, path: str
+) -> None:
+    token = stack.token("admin-1", ("platform-admins",))
+    status, headers, body = await curl(
+        stack, path, "--path-as-is", "-H", f"Authorization: Bearer {token}"
+    )
+    assert status == 400, body
+    assert json.loads(body)["reason"] == "BadRequest"
+    event = await event_for(stack, headers["audit-id"])
+    assert (event["decision"], event["policy"]) == ("deny", "")
+    assert all(r.target != path.removeprefix("/k8s/dev") for r in stack.cluster.seen)

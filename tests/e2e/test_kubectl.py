@@ -138,12 +138,27 @@ async def test_wrong_audience_is_unauthorized_and_says_why(stack: Stack) -> None
     assert event["decision"] == "unauthenticated"
 
 
-async def test_impersonation_is_refused_naming_the_header(stack: Stack) -> None:
-    kc = stack.kubeconfig(stack.token("admin-1", ADMIN))
+async def test_impersonation_without_a_grant_is_refused_naming_the_header(stack: Stack) -> None:
+    kc = stack.kubeconfig(stack.token("agent-7", READER))
     await kubectl(kc, "get", "pods", check=True)  # discovery cached, as for any kubectl user
     result = await kubectl(kc, "get", "pods", "--as=someone")
-    assert "Forbidden" in result.stderr.decode()
-    assert "Impersonate-User" in result.stderr.decode()
+    assert "Error from server (Forbidden)" in result.stderr.decode()
+    assert "cannot impersonate (Impersonate-User)" in result.stderr.decode()
+    assert not any(k.startswith(b"impersonate-") for r in stack.cluster.seen for k, _ in r.headers)
+
+
+async def test_granted_impersonation_is_decided_as_the_impersonated_identity(stack: Stack) -> None:
+    kc = stack.kubeconfig(stack.token("admin-1", ADMIN))  # admins may impersonate: verbs *
+    await kubectl(kc, "get", "pods", check=True)
+    as_agent = ("--as=agent-9", "--as-group=ai-agents-readonly")
+    listed = await kubectl(kc, "get", "pods", *as_agent, check=True)
+    assert b"web-1" in listed.stdout
+    event = await wait_for_event(stack, lambda e: e["impersonated_user"] == "agent-9")
+    assert (event["user"], event["decision"]) == ("admin-1", "allow")
+    assert event["impersonated_groups"] == ["ai-agents-readonly", "system:authenticated"]
+    refused = await kubectl(kc, "delete", "pod", "web-1", *as_agent)
+    assert 'User "agent-9"' in refused.stderr.decode()
+    assert "Forbidden" in refused.stderr.decode()
     assert not any(k.startswith(b"impersonate-") for r in stack.cluster.seen for k, _ in r.headers)
 
 

@@ -763,8 +763,104 @@ def test_static_key_on_an_eks_connection_is_unknown_for_that_type(tmp_path: Path
     assert error(path) == (
         f"{path}:20: connections[1].token_file: unknown key for an eks connection (expected "
         "one of: name, type, cluster_name, region, server, certificate_authority_data, roles, "
-        "sts_endpoint)"
+        "sts_endpoint, eks_endpoint, external_id, source_identity, session_duration)"
     )
+
+
+def eks_option(line: str) -> str:
+    """BASE with one more line in the eks connection."""
+    return variant("    region: us-east-1\n", f"    region: us-east-1\n    {line}\n")
+
+
+def test_eks_options_default_to_those_of_the_settings_type(tmp_path: Path) -> None:
+    connection = load(tmp_path, BASE).connections[1]
+    assert connection == EksConnection(
+        name="prod-eks",
+        cluster_name="prod",
+        region="us-east-1",
+        roles=(("eks-readonly", "arn:aws:iam::111122223333:role/eks-readonly"),),
+    )
+
+
+def test_eks_options_are_read(tmp_path: Path) -> None:
+    text = variant(
+        "    region: us-east-1\n",
+        "    region: us-east-1\n"
+        "    eks_endpoint: http://127.0.0.1:4566\n"
+        '    external_id: "tenant-42:prod"\n'
+        "    source_identity: true\n"
+        "    session_duration: 900\n",
+    )
+    connection = load(tmp_path, text).connections[1]
+    assert isinstance(connection, EksConnection)
+    assert (
+        connection.eks_endpoint,
+        connection.external_id,
+        connection.source_identity,
+        connection.session_duration,
+    ) == ("http://127.0.0.1:4566", "tenant-42:prod", True, 900)
+
+
+def test_eks_endpoint_must_be_a_url(tmp_path: Path) -> None:
+    assert_error(
+        tmp_path,
+        eks_option("eks_endpoint: ftp://eks.local"),
+        "eks_endpoint",
+        "connections[1].eks_endpoint: expected an https:// or http:// URL, got 'ftp://eks.local'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("x", "'x'"), ("12345", "12345 (quote it to make it a string)"), ('"a b"', "'a b'")],
+)
+def test_eks_external_id_must_be_an_aws_external_id(tmp_path: Path, value: str, shown: str) -> None:
+    message = (
+        "connections[1].external_id: expected an ExternalId of 2-1224 letters, digits and "
+        f"+=,.@:/-_ (quote a numeric one), got {shown}"
+    )
+    if "quote it" in shown:
+        message = f"connections[1].external_id: expected a string, got {shown}"
+    assert_error(tmp_path, eks_option(f"external_id: {value}"), "external_id", message)
+
+
+@pytest.mark.parametrize("value", ["yes please", "1", '"true"'])
+def test_eks_source_identity_must_be_a_boolean(tmp_path: Path, value: str) -> None:
+    shown = {"yes please": "'yes please'", "1": "1", '"true"': "'true'"}[value]
+    assert_error(
+        tmp_path,
+        eks_option(f"source_identity: {value}"),
+        "source_identity",
+        f"connections[1].source_identity: expected true or false, got {shown}",
+    )
+
+
+def test_eks_source_identity_with_a_bad_explicit_tag_is_a_config_error(tmp_path: Path) -> None:
+    assert_error(
+        tmp_path,
+        eks_option("source_identity: !!bool maybe"),
+        "source_identity",
+        "connections[1].source_identity: expected true or false, got maybe",
+    )
+
+
+@pytest.mark.parametrize("value", ["899", "43201", "0", "-900", "3600.0", '"3600"', "1h"])
+def test_eks_session_duration_must_be_900_to_43200_seconds(tmp_path: Path, value: str) -> None:
+    shown = value if not value.startswith('"') and value != "1h" else repr(value.strip('"'))
+    assert_error(
+        tmp_path,
+        eks_option(f"session_duration: {value}"),
+        "session_duration",
+        "connections[1].session_duration: expected whole seconds from 900 to 43200 "
+        f"(15 minutes to 12 hours), got {shown}",
+    )
+
+
+@pytest.mark.parametrize("value", [900, 43200])
+def test_eks_session_duration_bounds_are_accepted(tmp_path: Path, value: int) -> None:
+    connection = load(tmp_path, eks_option(f"session_duration: {value}")).connections[1]
+    assert isinstance(connection, EksConnection)
+    assert connection.session_duration == value
 
 
 # --- policies ----------------------------------------------------------------------------
@@ -1037,7 +1133,7 @@ def test_unknown_limit_lists_the_known_limits(tmp_path: Path) -> None:
         "limits:",
         "limits.max_body: unknown key (expected one of: max_header_bytes, max_url_bytes, "
         "max_concurrent_streams, header_read_timeout, idle_timeout, upstream_connect_timeout, "
-        "upstream_response_timeout, max_stream_duration)",
+        "upstream_response_timeout, max_stream_duration, upgrade_idle_timeout)",
     )
 
 
@@ -1195,7 +1291,8 @@ def test_summary_says_what_the_gateway_will_do_without_secrets(tmp_path: Path) -
         "  corp-sso: issuer https://idp.example.com, audiences l7proxy, kubectl",
         "  prod-eks: eks, cluster prod in us-east-1, server "
         "https://ABC.gr7.us-east-1.eks.amazonaws.com, CA inline data, STS "
-        "http://127.0.0.1:4566, roles: eks-readonly -> arn:aws:iam::111122223333:role/eks-readonly",
+        "http://127.0.0.1:4566, sessions of 3600s, roles: eks-readonly -> "
+        "arn:aws:iam::111122223333:role/eks-readonly",
         f"  dev: static, server https://127.0.0.1:6443, CA {tmp_path / 'ca.pem'}, "
         f"credential: bearer token from {tmp_path / 'token'}",
         "  agents-readonly: groups [ai-agents-readonly], users [] -> prod-eks "
@@ -1206,6 +1303,21 @@ def test_summary_says_what_the_gateway_will_do_without_secrets(tmp_path: Path) -
         assert expected in summary.splitlines()
     assert "s3cr3t" not in summary
     assert CA_DATA.decode() not in summary
+
+
+def test_summary_of_eks_options_names_them_without_the_external_id(tmp_path: Path) -> None:
+    text = variant(
+        "    region: us-east-1\n",
+        "    region: us-east-1\n    eks_endpoint: http://127.0.0.1:4566\n"
+        "    external_id: tenant-42\n    source_identity: true\n    session_duration: 900\n",
+    )
+    summary = summarize(load(tmp_path, text))
+    assert (
+        "  prod-eks: eks, cluster prod in us-east-1, server from DescribeCluster, CA from "
+        "DescribeCluster, EKS API http://127.0.0.1:4566, sessions of 900s with an ExternalId, "
+        "SourceIdentity set, roles: eks-readonly -> arn:aws:iam::111122223333:role/eks-readonly"
+    ) in summary.splitlines()
+    assert "tenant-42" not in summary
 
 
 def test_summary_of_plain_http_on_loopback_says_so(tmp_path: Path) -> None:

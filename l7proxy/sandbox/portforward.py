@@ -1,0 +1,147 @@
+"""`pods/<name>/portforward`: every port of every pod is an in-process echo service.
+
+kubectl speaks the kubelet's port-forward protocol (`portforward.k8s.io`) over SPDY/3.1,
+either on the upgraded connection itself (every client; `Upgrade: SPDY/3.1`) or, from
+kubectl 1.31, tunnelled in WebSocket binary messages (subprotocol
+`SPDY/3.1+portforward.k8s.io`), falling back to the former when the server refuses.
+Per forwarded local connection the client opens two streams with the same `requestID`
+and `port` headers: `streamType: error`, which the server writes a message to only when
+forwarding fails, and `streamType: data`, the connection's bytes both ways.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from l7proxy.exchange import Exchange
+from l7proxy.h1_server import wants_upgrade
+from l7proxy.sandbox.resources import PODS
+from l7proxy.sandbox.spdy_session import SpdySession, SpdyStream, request_header_values
+from l7proxy.sandbox.status import ApiError, bad_request
+from l7proxy.sandbox.store import Store
+
+PROTOCOL = "portforward.k8s.io"
+TUNNEL_PROTOCOL = "SPDY/3.1+" + PROTOCOL
+# How long the second stream of a pair may take to arrive (the kubelet's default).
+STREAM_CREATION_TIMEOUT = 30.0
+MAX_PENDING_PAIRS = 64
+
+
+async def serve_portforward(exchange: Exchange, store: Store, namespace: str, name: str) -> None:
+    """Answer a port-forward request: check the pod, upgrade, then echo until the client
+    closes the connection."""
+    store.get(PODS, namespace, name)  # 404 for a pod that does not exist
+    head = exchange.head
+    if not wants_upgrade(head):
+        raise bad_request("Upgrade request required")
+    upgrade = (head.header(b"upgrade") or b"").decode("latin-1").lower()
+    if upgrade != "spdy/3.1":
+        raise bad_request(f"unsupported upgrade {upgrade!r}: expected SPDY/3.1")
+    offered = request_header_values(head, b"x-stream-protocol-version")
+    if PROTOCOL not in offered:
+        raise ApiError(
+            403,
+            "Forbidden",
+            f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
+            f"server accepts [{PROTOCOL}]",
+        )
+    transport = await exchange.upgrade(
+        [
+            (b"connection", b"Upgrade"),
+            (b"upgrade", b"SPDY/3.1"),
+            (b"x-stream-protocol-version", PROTOCOL.encode()),
+        ]
+    )
+    await SpdySession(transport).run(_forward)
+
+
+class _Pair:
+    """The error and data streams of one forwarded connection."""
+
+    def __init__(self) -> None:
+        self.error: SpdyStream | None = None
+        self.data: SpdyStream | None = None
+        self.complete = trio.Event()
+
+    def add(self, stream: SpdyStream) -> str | None:
+        """Take `stream`; a message for the error stream if it cannot be taken."""
+        kind = stream.header(b"streamtype")
+        if (self.error if kind == "error" else self.data) is not None:
+            return f"{kind} stream already assigned"
+        if kind == "error":
+            self.error = stream
+            stream.stop_receiving()  # the client only reads it
+        else:
+            self.data = stream
+        if self.error is not None and self.data is not None:
+            self.complete.set()
+        return None
+
+
+def _problem(stream: SpdyStream) -> str | None:
+    """Why the kubelet would reject this stream, if it would."""
+    port = stream.header(b"port")
+    if not port:
+        return '"port" header is required'
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"unable to parse {port!r} as a port"
+    if stream.header(b"streamtype") not in ("error", "data"):
+        return f"invalid stream type {stream.header(b'streamtype')!r}"
+    return None
+
+
+def _request_id(stream: SpdyStream) -> str:
+    """The pair a stream belongs to; clients older than request ids open error then data
+    with consecutive odd ids, which is what the kubelet falls back on too."""
+    if request_id := stream.header(b"requestid"):
+        return request_id
+    offset = 0 if stream.header(b"streamtype") == "error" else 2
+    return str(stream.stream_id - offset)
+
+
+async def _forward(session: SpdySession) -> None:
+    pairs: dict[str, _Pair] = {}
+    async with trio.open_nursery() as nursery:
+        while True:
+            stream = await session.accept()
+            if _problem(stream) is not None or (
+                _request_id(stream) not in pairs and len(pairs) >= MAX_PENDING_PAIRS
+            ):
+                await stream.reset()
+                continue
+            await stream.reply()
+            request_id = _request_id(stream)
+            pair = pairs.get(request_id)
+            if pair is None:
+                pair = pairs[request_id] = _Pair()
+                nursery.start_soon(_run_pair, pairs, request_id, pair)
+            message = pair.add(stream)
+            if message is not None:
+                await _fail(pair, f"error processing stream for request {request_id}: {message}")
+                await stream.reset()
+
+
+async def _run_pair(pairs: dict[str, _Pair], request_id: str, pair: _Pair) -> None:
+    with trio.move_on_after(STREAM_CREATION_TIMEOUT):
+        await pair.complete.wait()
+    del pairs[request_id]
+    if pair.data is None or pair.error is None:
+        await _fail(pair, f"(request {request_id}) timed out waiting for streams")
+        if pair.data is not None:
+            await pair.data.reset()
+        return
+    await _echo(pair.data)
+    await pair.error.close()
+
+
+async def _echo(stream: SpdyStream) -> None:
+    """The service behind every port: send back whatever arrives, until the client's FIN."""
+    while data := await stream.receive():
+        await stream.send(data)
+    await stream.close()
+
+
+async def _fail(pair: _Pair, message: str) -> None:
+    if pair.error is not None:
+        await pair.error.send(message.encode())
+        await pair.error.close()
