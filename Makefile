@@ -36,5 +36,21 @@ e2e: install
 test: lint
 	$(BIN)/pytest -q
 
+# The benchmark's system tools, from Debian's packages (apt-get only when one is missing).
+BENCH_TOOLS := nginx h2load wrk curl
+BENCH_PACKAGES := nginx nghttp2-client wrk curl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BENCH_ARGS ?=
+
+# l7proxy against nginx proxy_pass; writes bench/RESULTS.md and bench/results/latest.json.
+bench: install
+	@for tool in $(BENCH_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BENCH_PACKAGES); \
+	fi
+	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

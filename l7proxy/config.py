@@ -637,6 +637,10 @@ class _Reader:
                 self.unbounded_or_positive,
                 base.max_stream_duration,
             ),
+            token_expiry_grace=self.optional(
+                fields, "token_expiry_grace", self.unbounded_or_positive, base.token_expiry_grace
+            ),
+            upgrade_idle_timeout=seconds("upgrade_idle_timeout", base.upgrade_idle_timeout),
         )
 
     # --- shapes -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from l7proxy.upstream import (
     UpstreamError,
     UpstreamFailure,
     UpstreamPool,
-    UpstreamRequest,
+    exchange_whole,
 )
 from policy.decision import Decision
 from policy.identity import Identity
@@ -137,7 +137,12 @@ async def probe_static(conn: StaticConnection, limits: Limits | None = None) -> 
             try:
                 decision = Decision(True, "", None, "check-config --probe", ())
                 headers = await connector.credential_headers(_PROBE_IDENTITY, decision)
-                version = await _get_version(connector.pool, headers, limits)
+                version = await cluster_version(
+                    connector.pool,
+                    headers,
+                    limits,
+                    hint="does the cluster accept the connection's credential?",
+                )
             finally:
                 await connector.pool.aclose()
         except (UpstreamCredentialError, UpstreamError) as exc:
@@ -148,35 +153,27 @@ async def probe_static(conn: StaticConnection, limits: Limits | None = None) -> 
     return version
 
 
-async def _get_version(pool: UpstreamPool, headers: Headers, limits: Limits) -> str:
-    request = await pool.request(
-        "GET", "/version", [(b"accept", b"application/json"), *headers], has_body=False
-    )
+async def cluster_version(
+    pool: UpstreamPool, headers: Headers, limits: Limits, *, hint: str
+) -> str:
+    """`GET /version` with a connection's credential, for `check-config --probe`."""
     try:
         with trio.fail_after(limits.upstream_response_timeout):
-            status, _ = await request.response_head()
-            body = await _read_probe_body(request)
+            status, body = await exchange_whole(
+                pool,
+                "GET",
+                "/version",
+                [(b"accept", b"application/json"), *headers],
+                limit=_PROBE_BODY_LIMIT,
+            )
     except trio.TooSlowError as exc:
         raise UpstreamError(UpstreamFailure.TIMEOUT, "GET /version") from exc
-    finally:
-        await request.aclose()
     text = body.decode(errors="replace")
     if status != 200:
         raise UpstreamCredentialError(
-            f"GET /version answered HTTP {status}: {text[:300]} "
-            "(does the cluster accept the connection's credential?)",
-            code=f"HTTP{status}",
+            f"GET /version answered HTTP {status}: {text[:300]} ({hint})", code=f"HTTP{status}"
         )
     try:
         return str(json.loads(text)["gitVersion"])
     except (ValueError, KeyError, TypeError):
         return f"(unrecognised /version answer: {text[:100]})"
-
-
-async def _read_probe_body(request: UpstreamRequest) -> bytes:
-    body = b""
-    while chunk := await request.receive():
-        body += chunk
-        if len(body) > _PROBE_BODY_LIMIT:
-            raise UpstreamError(UpstreamFailure.PROTOCOL, "GET /version answered too much")
-    return body

@@ -270,8 +270,9 @@ class Gateway:
             pool = await connector.upstream()
             headers += await connector.credential_headers(auth.identity, decision)
         except UpstreamCredentialError as exc:
+            code = f" [{exc.code}]" if exc.code and exc.code not in exc.message else ""
             raise GatewayRefusal(
-                Fault.UPSTREAM_CREDENTIAL, f'connection "{target.connection}": {exc.message}'
+                Fault.UPSTREAM_CREDENTIAL, f'connection "{target.connection}": {exc.message}{code}'
             ) from exc
         upgrade = upgrade_token(exchange.head.headers)
         if upgrade is not None and exchange.head.http_version == "1.1":
@@ -355,9 +356,10 @@ class Gateway:
                 await answer.stream.aclose()
 
     def _stream_deadline(self, auth: Authenticated) -> tuple[float, SessionEnd]:
-        """When a long response or session must end: the caller's token expiry or the
-        configured maximum duration, whichever comes first."""
-        deadline, reason = _wall_to_trio(auth.expires_at), SessionEnd.TOKEN_EXPIRY
+        """When a long response or session must end: the caller's token expiry (plus the
+        configured grace) or the maximum duration, whichever comes first."""
+        expiry = auth.expires_at + self.limits.token_expiry_grace
+        deadline, reason = _wall_to_trio(expiry), SessionEnd.TOKEN_EXPIRY
         if self.limits.max_stream_duration > 0:
             limit = trio.current_time() + self.limits.max_stream_duration
             if limit < deadline:

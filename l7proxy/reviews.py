@@ -18,7 +18,7 @@ import trio
 
 from l7proxy.connectors import Connector, UpstreamCredentialError
 from l7proxy.exchange import Exchange
-from l7proxy.upstream import UpstreamError
+from l7proxy.upstream import UpstreamError, exchange_whole
 from policy.decision import Decision
 from policy.engine import PolicySet
 from policy.identity import Identity
@@ -146,22 +146,16 @@ class ClusterAsker:
             *credential,
             (b"content-type", b"application/json"),
             (b"accept", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
         ]
         try:
             with trio.fail_after(self.timeout):
-                request = await pool.request("POST", _ACCESS_REVIEWS, headers, has_body=True)
-                try:
-                    await request.send(body)
-                    await request.end_body()
-                    status, _ = await request.response_head()
-                    answer = b""
-                    while (chunk := await request.receive()) and len(answer) < MAX_REVIEW_BYTES:
-                        answer += chunk
-                finally:
-                    await request.aclose()
-        except (UpstreamError, trio.TooSlowError) as exc:
-            return False, f"the cluster could not be asked: {exc or 'timed out'}"
+                status, answer = await exchange_whole(
+                    pool, "POST", _ACCESS_REVIEWS, headers, body, limit=MAX_REVIEW_BYTES
+                )
+        except trio.TooSlowError:
+            return False, f"the cluster did not answer within {self.timeout:g}s"
+        except UpstreamError as exc:
+            return False, f"the cluster could not be asked: {exc}"
         return _cluster_verdict(status, answer)
 
 

@@ -42,6 +42,8 @@ class Limits:
     upstream_response_timeout: float = 60.0
     # Upper bound on one streaming request (watch, logs -f, exec, port-forward); 0: none.
     max_stream_duration: float = 0.0
+    # A watch, log stream or session outlives its caller's token by at most this long.
+    token_expiry_grace: float = 0.0
     # An upgraded session (exec, attach, port-forward) with no bytes either way for this
     # long is closed; the kubelet's streaming idle timeout defaults to 4 hours.
     upgrade_idle_timeout: float = 4 * 3600.0

@@ -382,6 +382,37 @@ class UpstreamPool:
         self._idle_h1.clear()
 
 
+async def exchange_whole(
+    pool: UpstreamPool,
+    method: str,
+    target: str,
+    headers: Headers,
+    body: bytes = b"",
+    *,
+    limit: int,
+) -> tuple[int, bytes]:
+    """One small request the gateway makes itself (a probe, a review): the whole answer,
+    at most `limit` bytes. The caller bounds the time."""
+    if body:
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+    request = await pool.request(method, target, headers, has_body=bool(body))
+    try:
+        if body:
+            await request.send(body)
+            await request.end_body()
+        status, _ = await request.response_head()
+        answer = b""
+        while chunk := await request.receive():
+            answer += chunk
+            if len(answer) > limit:
+                raise UpstreamError(
+                    UpstreamFailure.PROTOCOL, f"{method} {target} answered too much"
+                )
+    finally:
+        await request.aclose()
+    return status, answer
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterTLS:
     """How to reach a cluster over TLS: its CA and, optionally, a client certificate."""

@@ -9,14 +9,13 @@ so STS sees one call per caller and role per credential lifetime, and none per r
 from __future__ import annotations
 
 import base64
-import json
 import ssl
 import time
 from collections.abc import Callable
 
 import trio
 
-from l7proxy.connectors import Headers, UpstreamCredentialError
+from l7proxy.connectors import Headers, UpstreamCredentialError, cluster_version
 from l7proxy.eks.aws_bridge import AwsBridge
 from l7proxy.eks.credentials import (
     CALL_DEADLINE,
@@ -39,15 +38,12 @@ from l7proxy.upstream import (
     ClusterTLS,
     Origin,
     UpstreamError,
-    UpstreamFailure,
     UpstreamPool,
-    UpstreamRequest,
 )
 from policy.decision import Decision
 from policy.identity import Identity
 
 _PROBE_IDENTITY = Identity(username="l7proxy-check-config")
-_PROBE_BODY_LIMIT = 64 * 1024
 
 
 class EksConnector:
@@ -223,34 +219,9 @@ async def probe(conn: EksConnection, limits: Limits | None = None) -> str:
 async def _version(connector: EksConnector, pool: UpstreamPool, key: str, limits: Limits) -> str:
     decision = Decision(True, "", key, "check-config --probe", ())
     headers = await connector.credential_headers(_PROBE_IDENTITY, decision)
-    request = await pool.request(
-        "GET", "/version", [(b"accept", b"application/json"), *headers], has_body=False
-    )
     try:
-        with trio.fail_after(limits.upstream_response_timeout):
-            status, _ = await request.response_head()
-            body = await _read_body(request)
-    except trio.TooSlowError as exc:
-        raise UpstreamError(UpstreamFailure.TIMEOUT, "GET /version") from exc
-    finally:
-        await request.aclose()
-    text = body.decode(errors="replace")
-    if status != 200:
-        raise UpstreamCredentialError(
-            f'as role "{key}", GET /version answered HTTP {status}: {text[:300]} '
-            "(is the role mapped in the cluster's access entries?)",
-            code=f"HTTP{status}",
+        return await cluster_version(
+            pool, headers, limits, hint="is the role mapped in the cluster's access entries?"
         )
-    try:
-        return str(json.loads(text)["gitVersion"])
-    except (ValueError, KeyError, TypeError):
-        return f"(unrecognised /version answer: {text[:100]})"
-
-
-async def _read_body(request: UpstreamRequest) -> bytes:
-    body = b""
-    while chunk := await request.receive():
-        body += chunk
-        if len(body) > _PROBE_BODY_LIMIT:
-            raise UpstreamError(UpstreamFailure.PROTOCOL, "GET /version answered too much")
-    return body
+    except UpstreamCredentialError as exc:
+        raise UpstreamCredentialError(f'as role "{key}", {exc.message}', code=exc.code) from exc

@@ -12,6 +12,7 @@ from l7proxy.exchange import Exchange, RequestHead
 from l7proxy.sandbox import discovery, openapi
 from l7proxy.sandbox.api import ResourceApi, parse_target
 from l7proxy.sandbox.eks_auth import TOKEN_PREFIX, EksTokenVerifier, TokenRejected
+from l7proxy.sandbox.exec import EXEC_SUBRESOURCES, ExecApi
 from l7proxy.sandbox.rbac import ACCESS_REVIEW_PATH, SandboxRbac
 from l7proxy.sandbox.seed import seed
 from l7proxy.sandbox.status import ApiError, method_not_allowed, path_not_found, unauthorized
@@ -64,6 +65,7 @@ class SandboxCluster:
         self._version = version
         self.store = Store(clock)
         self._api = ResourceApi(self.store, clock)
+        self.exec = ExecApi(self.store, clock)
         self.seen: deque[SeenRequest] = deque(maxlen=SEEN_LIMIT)
         seed(self.store)
 
@@ -101,7 +103,11 @@ class SandboxCluster:
         path = head.path.rstrip("/") or "/"
         segments = path.split("/")[1:]
         if segments[:2] == ["api", "v1"] and len(segments) > 2:
-            await self._api.serve(exchange, parse_target("", "v1", segments[2:]), body)
+            target = parse_target("", "v1", segments[2:])
+            if target.subresource in EXEC_SUBRESOURCES:
+                await self.exec.serve(exchange, target)
+                return
+            await self._api.serve(exchange, target, body)
             return
         if segments[0] == "apis" and len(segments) > 3:
             target = parse_target(segments[1], segments[2], segments[3:])

@@ -157,7 +157,7 @@ def caller_arn(body: bytes) -> str:
 
 class EksTokenVerifier:
     """Turns EKS tokens for one cluster into usernames, asking `sts_endpoint` about each
-    token once per `CACHE_TTL`."""
+    token once per `CACHE_TTL` (concurrent requests with one token share the question)."""
 
     def __init__(
         self,
@@ -177,23 +177,34 @@ class EksTokenVerifier:
         self._signature_in_header = signature_in_header
         self._clock = clock
         self._cache: dict[str, tuple[str, float]] = {}
+        self._pending: dict[str, trio.Event] = {}
         self.sts_calls = 0  # GetCallerIdentity requests made, for tests
         self.rejections: deque[str] = deque(maxlen=100)  # why recent tokens were refused
 
     async def username(self, token: str) -> str:
         """The caller's username; raises `TokenRejected`."""
         key = hashlib.sha256(token.encode()).hexdigest()
-        now = self._clock()
-        cached = self._cache.get(key)
-        if cached is not None and now < cached[1]:
-            return cached[0]
+        while True:
+            cached = self._cache.get(key)
+            if cached is not None and self._clock() < cached[1]:
+                return cached[0]
+            pending = self._pending.get(key)
+            if pending is None:
+                break
+            await pending.wait()  # one STS question per token, however many requests carry it
+        done = self._pending[key] = trio.Event()
         try:
+            now = self._clock()
             presigned = check_token(token, sts_endpoint=self.sts_endpoint, now=now)
             arn = await self._ask_sts(presigned)
         except TokenRejected as exc:
             self.rejections.append(str(exc))
             raise
-        self._remember(key, arn, min(now + CACHE_TTL, presigned.signed_at + PRESIGNED_URL_LIFETIME))
+        finally:
+            del self._pending[key]
+            done.set()
+        until = min(now + CACHE_TTL, presigned.signed_at + PRESIGNED_URL_LIFETIME)
+        self._remember(key, arn, until)
         return arn
 
     def _remember(self, key: str, username: str, until: float) -> None:

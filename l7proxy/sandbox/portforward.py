@@ -13,12 +13,27 @@ from __future__ import annotations
 
 import trio
 
-from l7proxy.exchange import Exchange
+from l7proxy.exchange import Exchange, UpgradedStream
 from l7proxy.h1_server import wants_upgrade
 from l7proxy.sandbox.resources import PODS
 from l7proxy.sandbox.spdy_session import SpdySession, SpdyStream, request_header_values
-from l7proxy.sandbox.status import ApiError, bad_request
+from l7proxy.sandbox.status import ApiError, bad_request, method_not_allowed
 from l7proxy.sandbox.store import Store
+from protocols.websocket import (
+    Close,
+    CloseCode,
+    FrameParser,
+    HandshakeError,
+    Message,
+    Opcode,
+    WebSocketError,
+    encode_close,
+    encode_frame,
+    server_handshake_headers,
+    validate_client_handshake,
+)
+from protocols.websocket import Event as WsEvent
+from protocols.websocket import Ping as WsPing
 
 PROTOCOL = "portforward.k8s.io"
 TUNNEL_PROTOCOL = "SPDY/3.1+" + PROTOCOL
@@ -30,14 +45,25 @@ MAX_PENDING_PAIRS = 64
 async def serve_portforward(exchange: Exchange, store: Store, namespace: str, name: str) -> None:
     """Answer a port-forward request: check the pod, upgrade, then echo until the client
     closes the connection."""
-    store.get(PODS, namespace, name)  # 404 for a pod that does not exist
     head = exchange.head
+    if head.method not in ("GET", "POST"):
+        raise method_not_allowed()
+    store.get(PODS, namespace, name)  # 404 for a pod that does not exist
     if not wants_upgrade(head):
         raise bad_request("Upgrade request required")
-    upgrade = (head.header(b"upgrade") or b"").decode("latin-1").lower()
-    if upgrade != "spdy/3.1":
-        raise bad_request(f"unsupported upgrade {upgrade!r}: expected SPDY/3.1")
-    offered = request_header_values(head, b"x-stream-protocol-version")
+    upgrade = (head.header(b"upgrade") or b"").decode("latin-1").strip().lower()
+    if upgrade == "websocket":
+        transport: UpgradedStream = await _upgrade_websocket(exchange)
+    elif upgrade == "spdy/3.1":
+        transport = await _upgrade_spdy(exchange)
+    else:
+        raise bad_request(f"unable to upgrade: unsupported protocol {upgrade!r}")
+    await SpdySession(transport).run(_forward)
+
+
+async def _upgrade_spdy(exchange: Exchange) -> UpgradedStream:
+    """What apimachinery's SPDY response upgrader answers, after the kubelet's handshake."""
+    offered = request_header_values(exchange.head, b"x-stream-protocol-version")
     if PROTOCOL not in offered:
         raise ApiError(
             403,
@@ -45,14 +71,72 @@ async def serve_portforward(exchange: Exchange, store: Store, namespace: str, na
             f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
             f"server accepts [{PROTOCOL}]",
         )
-    transport = await exchange.upgrade(
+    return await exchange.upgrade(
         [
             (b"connection", b"Upgrade"),
             (b"upgrade", b"SPDY/3.1"),
             (b"x-stream-protocol-version", PROTOCOL.encode()),
         ]
     )
-    await SpdySession(transport).run(_forward)
+
+
+async def _upgrade_websocket(exchange: Exchange) -> WebSocketTunnel:
+    """kube-apiserver's tunnelling handler: a WebSocket whose subprotocol names SPDY."""
+    try:
+        handshake = validate_client_handshake(exchange.head.method, exchange.head.headers)
+    except HandshakeError as exc:
+        raise ApiError(exc.status, "BadRequest", f"unable to upgrade: {exc}") from exc
+    if TUNNEL_PROTOCOL not in handshake.protocols:
+        raise bad_request("unable to upgrade: no tunneling spdy protocols provided")
+    raw = await exchange.upgrade(server_handshake_headers(handshake.key, TUNNEL_PROTOCOL))
+    return WebSocketTunnel(raw)
+
+
+class WebSocketTunnel:
+    """The byte stream client-go's TunnelingConnection carries in WebSocket binary
+    messages, as an `UpgradedStream` the SPDY session reads and writes."""
+
+    def __init__(self, transport: UpgradedStream) -> None:
+        self._transport = transport
+        self._frames = FrameParser(masked=True)
+        self._closed = False
+
+    async def receive_some(self) -> bytes:
+        """The payload of the next binary messages; b"" once the client closed (or broke
+        the protocol, which is answered with a close frame)."""
+        while not self._closed:
+            data = await self._transport.receive_some()
+            if not data:
+                return b""
+            payload = bytearray()
+            try:
+                for event in self._frames.feed(data):
+                    payload += await self._handle(event)
+            except WebSocketError as exc:
+                await self._close(exc.close_code, str(exc))
+            if payload:
+                return bytes(payload)
+        return b""
+
+    async def _handle(self, event: WsEvent) -> bytes:
+        if isinstance(event, Message):
+            if event.opcode != Opcode.BINARY:
+                await self._close(CloseCode.UNSUPPORTED_DATA, "invalid message type received")
+                return b""
+            return event.payload if not self._closed else b""
+        if isinstance(event, WsPing):
+            await self._transport.send_all(encode_frame(Opcode.PONG, event.payload))
+        elif isinstance(event, Close):
+            await self._close(CloseCode.NORMAL if event.code is not None else None, "")
+        return b""
+
+    async def _close(self, code: int | None, reason: str) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._transport.send_all(encode_close(code, reason))
+
+    async def send_all(self, data: bytes) -> None:
+        await self._transport.send_all(encode_frame(Opcode.BINARY, data))
 
 
 class _Pair:

@@ -9,6 +9,7 @@ each one back (so a burst of requests certainly overlaps the first STS call).
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import time
 import urllib.request
@@ -89,6 +90,7 @@ class MotoSts:
 @contextmanager
 def moto_server() -> Iterator[str]:
     """moto's server in a thread of this process (its backends are this process's)."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # it logs presigned URLs
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -269,7 +271,7 @@ async def start_eks_stack(
         limits={"upstream_connect_timeout": 5},
     )
     config_path = tmp / "gateway.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     bound = await nursery.start(partial(run_gateway, load_config(config_path)))
     return EksStack(
         tmp=tmp,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -1125,6 +1126,13 @@ def test_integer_limits_refuse_fractions(tmp_path: Path) -> None:
     )
 
 
+def test_every_limit_is_read_from_the_file(tmp_path: Path) -> None:
+    values = {f.name: 7 + i for i, f in enumerate(dataclasses.fields(Limits))}
+    text = BASE + "limits:\n" + "".join(f"  {name}: {value}\n" for name, value in values.items())
+    limits = load(tmp_path, text).limits
+    assert {name: getattr(limits, name) for name in values} == values
+
+
 def test_unknown_limit_lists_the_known_limits(tmp_path: Path) -> None:
     text = BASE + "limits: {max_body: 1}\n"
     assert_error(
@@ -1133,7 +1141,8 @@ def test_unknown_limit_lists_the_known_limits(tmp_path: Path) -> None:
         "limits:",
         "limits.max_body: unknown key (expected one of: max_header_bytes, max_url_bytes, "
         "max_concurrent_streams, header_read_timeout, idle_timeout, upstream_connect_timeout, "
-        "upstream_response_timeout, max_stream_duration, upgrade_idle_timeout)",
+        "upstream_response_timeout, max_stream_duration, token_expiry_grace, "
+        "upgrade_idle_timeout)",
     )
 
 

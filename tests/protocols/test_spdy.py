@@ -131,6 +131,26 @@ def test_header_compression_is_one_context_per_connection() -> None:
         SpdyCodec().receive_data(second)  # meaningless without the first block
 
 
+# The first bytes kubectl 1.29 (client-go, moby/spdystream) sent on a port-forward connection:
+# the error stream opened and half-closed at once, then the data stream and "hi" on it.
+KUBECTL_1_29_PORT_FORWARD = bytes.fromhex(
+    "800300010000003e0000000100000000000078f9e3c6a7c202253a703a2b294a4dcc851625aca9a08086"
+    "14cb45e01c60616061c0c0c0c0590489c64c50f2663400000000ffff0000000101000000800300010000"
+    "001800000003000000000000c2aa19540e2512d60b000000ffff00000003000000026869"
+)
+
+
+def test_reads_what_kubectl_writes() -> None:
+    error = ((b"streamtype", b"error"), (b"port", b"8080"), (b"requestid", b"0"))
+    data = ((b"streamtype", b"data"), (b"port", b"8080"), (b"requestid", b"0"))
+    assert SpdyCodec().receive_data(KUBECTL_1_29_PORT_FORWARD) == [
+        SynStream(1, error),
+        Data(1, b"", fin=True),
+        SynStream(3, data),
+        Data(3, b"hi"),
+    ]
+
+
 def test_reads_what_zlib_with_the_dictionary_writes() -> None:
     # Go's framer: zlib.NewWriterLevelDict(BestCompression, dictionary) and a sync flush.
     block = _compressed(_block((b"streamtype", b"error"), (b"port", b"80")))

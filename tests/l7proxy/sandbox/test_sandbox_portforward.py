@@ -10,7 +10,8 @@ import os
 import re
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,9 +21,28 @@ import trio
 import trustme
 import yaml
 
+from l7proxy.exchange import ClientDisconnected, RequestHead, UpgradedStream
 from l7proxy.listener import serve
 from l7proxy.sandbox import SandboxCluster
 from l7proxy.settings import Limits
+from protocols.spdy import (
+    Data,
+    Frame,
+    GoAway,
+    GoAwayStatus,
+    HeaderBlock,
+    Ping,
+    RstStatus,
+    RstStream,
+    SpdyCodec,
+    SynReply,
+    SynStream,
+)
+from protocols.websocket import Close as WsClose
+from protocols.websocket import FrameParser, Opcode, encode_close, encode_frame
+from protocols.websocket import Message as WsMessage
+from protocols.websocket import Pong as WsPong
+from tests.l7proxy.sandbox.sandbox_fakes import FakeExchange, auth_headers
 
 KUBECTL = "/usr/bin/kubectl"
 LARGE = os.urandom(300_000)  # several DATA frames each way
@@ -37,7 +57,11 @@ class Sandbox:
     kubeconfig: Path
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "HOME": str(self.kubeconfig.parent), "KUBECONFIG": str(self.kubeconfig)}
+        return {
+            **os.environ,
+            "HOME": str(self.kubeconfig.parent),
+            "KUBECONFIG": str(self.kubeconfig),
+        }
 
     def argv(self, *args: str) -> list[str]:
         cache = str(self.kubeconfig.parent / "kube-cache")
@@ -55,18 +79,311 @@ class Sandbox:
             )
 
 
+# -- in memory: the protocol frame by frame ---------------------------------------------
+
+PORTFORWARD = "/api/v1/namespaces/default/pods/web-1/portforward"
+SPDY_UPGRADE = [
+    (b"connection", b"Upgrade"),
+    (b"upgrade", b"SPDY/3.1"),
+    (b"x-stream-protocol-version", b"portforward.k8s.io"),
+]
+
+
+class UpgradeExchange(FakeExchange):
+    """A `FakeExchange` over HTTP/1.1 that can switch protocols: the test is the client
+    on the other end of two bounded pipes."""
+
+    def __init__(self, target: str, headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__("POST", target, [*headers, *auth_headers()])
+        self.head = RequestHead("POST", target, self.head.headers, "1.1")
+        self.to_server_send, self.to_server = trio.open_memory_channel[bytes](16)
+        self.to_client_send, self.to_client = trio.open_memory_channel[bytes](16)
+        self.upgrade_headers: dict[bytes, bytes] = {}
+
+    async def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedStream:
+        self.response_started = True
+        self.status = 101
+        self.upgrade_headers = dict(headers)
+        return _ServerEnd(self)
+
+
+class _ServerEnd:
+    def __init__(self, exchange: UpgradeExchange) -> None:
+        self._exchange = exchange
+
+    async def receive_some(self) -> bytes:
+        try:
+            return await self._exchange.to_server.receive()
+        except trio.EndOfChannel:
+            return b""
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self._exchange.to_client_send.send(data)
+        except trio.BrokenResourceError as exc:
+            raise ClientDisconnected from exc
+
+
+class SpdyClient:
+    """The client side of the session, written with the same codec."""
+
+    def __init__(self, exchange: UpgradeExchange) -> None:
+        self.exchange = exchange
+        self.codec = SpdyCodec()
+        self.pending: list[Frame] = []
+
+    async def send(self, *frames: Frame) -> None:
+        for frame in frames:
+            await self.exchange.to_server_send.send(self.codec.encode(frame))
+
+    async def receive(self, *, within: float = 5) -> Frame:
+        with trio.fail_after(within):
+            while not self.pending:
+                self.pending += self.codec.receive_data(await self.exchange.to_client.receive())
+        return self.pending.pop(0)
+
+    async def receive_all(self, count: int) -> list[Frame]:
+        return [await self.receive() for _ in range(count)]
+
+    async def close(self) -> None:
+        await self.exchange.to_server_send.aclose()
+
+
+def _pf_headers(stream_type: str, request_id: str = "0", port: str = "8080") -> HeaderBlock:
+    return (
+        (b"streamtype", stream_type.encode()),
+        (b"port", port.encode()),
+        (b"requestid", request_id.encode()),
+    )
+
+
+@asynccontextmanager
+async def _session(
+    cluster: SandboxCluster,
+    target: str = PORTFORWARD,
+    headers: list[tuple[bytes, bytes]] = SPDY_UPGRADE,
+) -> AsyncIterator[SpdyClient]:
+    exchange = UpgradeExchange(target, headers)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cluster.handle, exchange)
+        client = SpdyClient(exchange)
+        yield client
+        await client.close()
+    assert exchange.status == 101
+
+
+async def test_port_forward_upgrades_to_spdy_and_echoes_a_pair(cluster: SandboxCluster) -> None:
+    async with _session(cluster) as client:
+        await client.send(SynStream(1, _pf_headers("error")), SynStream(3, _pf_headers("data")))
+        assert await client.receive_all(2) == [SynReply(1, ()), SynReply(3, ())]
+        await client.send(Data(1, b"", fin=True), Data(3, b"ping?"), Ping(1))
+        assert await client.receive_all(2) == [Data(3, b"ping?"), Ping(1)]
+        await client.send(Data(3, b"", fin=True))
+        assert await client.receive_all(2) == [Data(3, b"", fin=True), Data(1, b"", fin=True)]
+        assert client.exchange.upgrade_headers == dict(SPDY_UPGRADE)
+
+
+async def test_pairs_are_matched_by_request_id(cluster: SandboxCluster) -> None:
+    async with _session(cluster) as client:
+        await client.send(
+            SynStream(1, _pf_headers("error", "a")),
+            SynStream(3, _pf_headers("error", "b")),
+            SynStream(5, _pf_headers("data", "b")),
+            SynStream(7, _pf_headers("data", "a")),
+        )
+        assert len(await client.receive_all(4)) == 4
+        await client.send(Data(5, b"to b"), Data(7, b"to a"))
+        assert await client.receive_all(2) == [Data(5, b"to b"), Data(7, b"to a")]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ((b"streamtype", b"data"), (b"requestid", b"0")),
+        _pf_headers("data", port="0"),
+        _pf_headers("data", port="http"),
+        _pf_headers("stdin"),
+    ],
+)
+async def test_a_stream_the_kubelet_would_reject_is_reset(
+    cluster: SandboxCluster, headers: HeaderBlock
+) -> None:
+    async with _session(cluster) as client:
+        await client.send(SynStream(1, headers))
+        assert await client.receive() == RstStream(1, RstStatus.CANCEL)
+
+
+async def test_a_second_stream_of_one_type_for_a_request_is_an_error(
+    cluster: SandboxCluster,
+) -> None:
+    async with _session(cluster) as client:
+        await client.send(SynStream(1, _pf_headers("error")), SynStream(3, _pf_headers("error")))
+        frames = await client.receive_all(5)
+        assert frames[:2] == [SynReply(1, ()), SynReply(3, ())]
+        message = frames[2]
+        assert isinstance(message, Data) and message.stream_id == 1
+        assert b"error processing stream for request 0: error stream already assigned" in (
+            message.data
+        )
+        assert frames[3:] == [Data(1, b"", fin=True), RstStream(3, RstStatus.CANCEL)]
+
+
+async def test_a_pair_left_incomplete_times_out_on_its_error_stream(
+    cluster: SandboxCluster, autojump_clock: trio.abc.Clock
+) -> None:
+    async with _session(cluster) as client:
+        await client.send(SynStream(1, _pf_headers("error")))
+        assert await client.receive() == SynReply(1, ())
+        start = trio.current_time()
+        message = await client.receive(within=60)
+        assert trio.current_time() - start == pytest.approx(30)
+        assert isinstance(message, Data) and b"timed out waiting for streams" in message.data
+        assert await client.receive() == Data(1, b"", fin=True)
+
+
+async def test_streams_must_use_new_odd_ids(cluster: SandboxCluster) -> None:
+    async with _session(cluster) as client:
+        await client.send(SynStream(2, _pf_headers("error")))
+        assert await client.receive() == RstStream(2, RstStatus.PROTOCOL_ERROR)
+
+
+async def test_garbage_ends_the_session_with_goaway(cluster: SandboxCluster) -> None:
+    exchange = UpgradeExchange(PORTFORWARD, SPDY_UPGRADE)
+    client = SpdyClient(exchange)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cluster.handle, exchange)
+            await exchange.to_server_send.send(b"\x80\x02\x00\x01" + b"\x00" * 12)
+            assert await client.receive() == GoAway(0, GoAwayStatus.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "status", "message"),
+    [
+        ("/api/v1/namespaces/default/pods/nope/portforward", SPDY_UPGRADE, 404, "not found"),
+        (PORTFORWARD, [], 400, "Upgrade request required"),
+        (PORTFORWARD, [(b"connection", b"Upgrade"), (b"upgrade", b"h2c")], 400, "h2c"),
+        (PORTFORWARD, SPDY_UPGRADE[:2], 403, "unable to negotiate protocol"),
+    ],
+)
+async def test_port_forward_refusals_are_statuses(
+    cluster: SandboxCluster,
+    target: str,
+    headers: list[tuple[bytes, bytes]],
+    status: int,
+    message: str,
+) -> None:
+    exchange = UpgradeExchange(target, headers)
+    await cluster.handle(exchange)
+    assert exchange.status == status
+    assert message in exchange.json()["message"]
+
+
+# -- in memory: SPDY tunnelled in WebSocket binary messages ------------------------------
+
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+WS_UPGRADE = [
+    (b"connection", b"Upgrade"),
+    (b"upgrade", b"websocket"),
+    (b"sec-websocket-version", b"13"),
+    (b"sec-websocket-key", WS_KEY.encode()),
+    (b"sec-websocket-protocol", b"SPDY/3.1+portforward.k8s.io"),
+]
+MASK = b"\x01\x02\x03\x04"
+
+
+def _ws_exchange(headers: list[tuple[bytes, bytes]] = WS_UPGRADE) -> UpgradeExchange:
+    exchange = UpgradeExchange(PORTFORWARD, headers)
+    exchange.head = RequestHead("GET", PORTFORWARD, exchange.head.headers, "1.1")
+    return exchange
+
+
+async def _ws_events(exchange: UpgradeExchange, parser: FrameParser, count: int) -> list[object]:
+    events: list[object] = []
+    with trio.fail_after(5):
+        while len(events) < count:
+            events += parser.feed(await exchange.to_client.receive())
+    return events
+
+
+async def test_spdy_rides_in_binary_messages_split_anywhere(cluster: SandboxCluster) -> None:
+    exchange = _ws_exchange()
+    client_codec, server_frames = SpdyCodec(), FrameParser(masked=False)
+    wire = client_codec.encode(SynStream(1, _pf_headers("error"))) + client_codec.encode(
+        SynStream(3, _pf_headers("data"))
+    )
+    wire += client_codec.encode(Data(3, b"echo me"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cluster.handle, exchange)
+        for start in range(0, len(wire), 7):  # SPDY frames straddle WebSocket messages
+            chunk = encode_frame(Opcode.BINARY, wire[start : start + 7], mask_key=MASK)
+            await exchange.to_server_send.send(chunk)
+        await exchange.to_server_send.send(encode_frame(Opcode.PING, b"hi", mask_key=MASK))
+        events = await _ws_events(exchange, server_frames, 4)
+        assert events[3] == WsPong(b"hi")
+        payload = b"".join(e.payload for e in events[:3] if isinstance(e, WsMessage))
+        assert client_codec.receive_data(payload) == [
+            SynReply(1, ()),
+            SynReply(3, ()),
+            Data(3, b"echo me"),
+        ]
+        await exchange.to_server_send.send(encode_close(1000, mask_key=MASK))
+        assert await _ws_events(exchange, server_frames, 1) == [WsClose(1000, "")]
+    assert exchange.upgrade_headers == {
+        b"upgrade": b"websocket",
+        b"connection": b"Upgrade",
+        b"sec-websocket-accept": b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        b"sec-websocket-protocol": b"SPDY/3.1+portforward.k8s.io",
+    }
+
+
+async def test_a_text_message_closes_the_tunnel(cluster: SandboxCluster) -> None:
+    exchange = _ws_exchange()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cluster.handle, exchange)
+        await exchange.to_server_send.send(encode_frame(Opcode.TEXT, b"hello", mask_key=MASK))
+        events = await _ws_events(exchange, FrameParser(masked=False), 1)
+        assert events == [WsClose(1003, "invalid message type received")]
+
+
+async def test_unmasked_client_frames_close_the_tunnel(cluster: SandboxCluster) -> None:
+    exchange = _ws_exchange()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cluster.handle, exchange)
+        await exchange.to_server_send.send(encode_frame(Opcode.BINARY, b"x"))
+        events = await _ws_events(exchange, FrameParser(masked=False), 1)
+        assert isinstance(events[0], WsClose) and events[0].code == 1002
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        (WS_UPGRADE[:4], 400, "no tunneling spdy protocols provided"),
+        ([*WS_UPGRADE[:2], *WS_UPGRADE[3:]], 426, "Sec-WebSocket-Version"),
+    ],
+)
+async def test_websocket_refusals_are_statuses(
+    cluster: SandboxCluster, headers: list[tuple[bytes, bytes]], status: int, message: str
+) -> None:
+    exchange = _ws_exchange(headers)
+    await cluster.handle(exchange)
+    assert exchange.status == status
+    assert message in exchange.json()["message"]
+
+
+# -- the real kubectl ------------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
 
 
-SandboxFactory = Callable[[tuple[int, int]], "trio.lowlevel.Task | object"]
+StartSandbox = Callable[[tuple[int, int]], Awaitable[Sandbox]]
 
 
 @pytest.fixture
-async def start_sandbox(
-    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path
-) -> AsyncIterator[Callable[[tuple[int, int]], object]]:
+def start_sandbox(nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path) -> StartSandbox:
     async def start(version: tuple[int, int]) -> Sandbox:
         cluster = SandboxCluster(tokens={TOKEN: "alice"}, version=version)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -108,7 +425,7 @@ async def start_sandbox(
         )
         return Sandbox(cluster, kubeconfig)
 
-    yield start
+    return start
 
 
 async def _forwarded_port(process: trio.Process) -> int:
@@ -160,12 +477,44 @@ async def _port_forward(sandbox: Sandbox) -> tuple[bytes, bytes]:
         await process.stdout.aclose()
 
 
-async def test_port_forward_over_plain_spdy_with_kubectl_1_29(start_sandbox) -> None:
+async def test_port_forward_over_plain_spdy_with_kubectl_1_29(
+    start_sandbox: StartSandbox,
+) -> None:
     sandbox = await start_sandbox((1, 29))
     small, large = await _port_forward(sandbox)
     assert small == b"hello through the tunnel\n"
     assert large == LARGE
-    upgrades = [
-        dict(r.headers).get(b"upgrade") for r in sandbox.cluster.seen if "portforward" in r.target
+    requests = [r for r in sandbox.cluster.seen if "portforward" in r.target]
+    assert [(r.method, dict(r.headers).get(b"upgrade")) for r in requests] == [
+        ("POST", b"SPDY/3.1")
     ]
-    assert upgrades and set(upgrades) == {b"SPDY/3.1"}
+    assert dict(requests[0].headers)[b"user-agent"].startswith(b"kubectl/v1.29.")
+
+
+async def test_port_forward_through_the_websocket_tunnel_with_kubectl_1_32(
+    start_sandbox: StartSandbox,
+) -> None:
+    sandbox = await start_sandbox((1, 32))
+    small, large = await _port_forward(sandbox)
+    assert small == b"hello through the tunnel\n"
+    assert large == LARGE
+    requests = [r for r in sandbox.cluster.seen if "portforward" in r.target]
+    assert [(r.method, dict(r.headers).get(b"upgrade")) for r in requests] == [
+        ("GET", b"websocket")
+    ]
+    assert dict(requests[0].headers)[b"user-agent"].startswith(b"kubectl/v1.32.")
+
+
+async def test_exec_over_spdy_with_kubectl_1_29(start_sandbox: StartSandbox) -> None:
+    sandbox = await start_sandbox((1, 29))
+    echoed = await sandbox.kubectl("exec", "-i", "web-1", "--", "cat", stdin=LARGE)
+    assert (echoed.returncode, echoed.stderr) == (0, b"")
+    assert echoed.stdout == LARGE
+    failed = await sandbox.kubectl("exec", "web-1", "--", "sh", "-c", "echo out; exit 3")
+    assert (failed.returncode, failed.stdout) == (3, b"out\n")
+    assert b"command terminated with exit code 3" in failed.stderr
+    requests = [r for r in sandbox.cluster.seen if "/exec" in r.target]
+    assert {(r.method, dict(r.headers).get(b"upgrade")) for r in requests} == {
+        ("POST", b"SPDY/3.1")
+    }
+    assert all(dict(r.headers)[b"user-agent"].startswith(b"kubectl/v1.29.") for r in requests)
