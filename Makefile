@@ -15,11 +15,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# With CONFIG=FILE (or a gateway.yaml here) serve it; otherwise say how to write one.
+# The sign-in tests' OpenID provider (oidc-provider, from the npm registry; needs Node >= 20).
+OIDC_PROVIDER := tests/oidc-provider/node_modules/.installed
+$(OIDC_PROVIDER): tests/oidc-provider/package.json tests/oidc-provider/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm (Node >= 20) is needed for the sign-in tests' OpenID provider" >&2; exit 1; }
+	cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# With CONFIG=FILE (or a gateway.yaml here) serve it; otherwise start `l7proxy demo`.
 run: install
 	@if [ -n "$(CONFIG)" ]; then exec $(BIN)/l7proxy serve --config "$(CONFIG)"; \
 	elif [ -f gateway.yaml ]; then exec $(BIN)/l7proxy serve --config gateway.yaml; \
-	else exec $(BIN)/l7proxy; fi
+	else exec $(BIN)/l7proxy demo; fi
 
 lint: install
 	$(BIN)/ruff check .
@@ -30,10 +37,10 @@ lint: install
 unit: install
 	$(BIN)/pytest -q -m "not e2e"
 
-e2e: install
+e2e: install $(OIDC_PROVIDER)
 	$(BIN)/pytest -q -m e2e
 
-test: lint
+test: lint $(OIDC_PROVIDER)
 	$(BIN)/pytest -q
 
 # The benchmark's system tools, from Debian's packages (apt-get only when one is missing).

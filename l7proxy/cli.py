@@ -16,6 +16,14 @@ import trio
 from l7proxy import __version__
 from l7proxy.config import ConfigError, load_config, summarize
 from l7proxy.connectors import UnsupportedConnection, UpstreamCredentialError, probe_static
+from l7proxy.demo import add_demo_arguments, run_demo
+from l7proxy.login import (
+    add_kubeconfig_arguments,
+    add_login_arguments,
+    run_kubeconfig,
+    run_login,
+)
+from l7proxy.replay import RecordingError, replay
 from l7proxy.server import configure_logging, run_until_signalled
 from l7proxy.settings import Connection, EksConnection, Limits
 from l7proxy.upstream import UpstreamError
@@ -50,6 +58,24 @@ def _parser() -> argparse.ArgumentParser:
         help="also reach every connection's cluster with its credential (GET /version; "
         "for eks, each role assumed through STS)",
     )
+    replay = commands.add_parser("replay", help="play an exec/attach session recording")
+    replay.add_argument("file", type=Path, metavar="FILE")
+    replay.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
+    replay.add_argument(
+        "--max-wait", type=float, default=2.0, help="longest pause shown, in seconds"
+    )
+    login = commands.add_parser(
+        "login", help="kubectl exec credential plugin: sign in, print an ExecCredential"
+    )
+    add_login_arguments(login)
+    kubeconfig = commands.add_parser(
+        "kubeconfig", help="write a kubeconfig for a gateway connection that uses `login`"
+    )
+    add_kubeconfig_arguments(kubeconfig)
+    demo = commands.add_parser(
+        "demo", help="start a sandbox cluster, an issuer and the gateway on loopback"
+    )
+    add_demo_arguments(demo)
     return parser
 
 
@@ -60,9 +86,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.config, is_worker=args.worker)
         case "check-config":
             return _check_config(args.config, probe=args.probe)
+        case "replay":
+            return _replay(args.file, speed=args.speed, max_wait=args.max_wait)
+        case "login":
+            return run_login(args)
+        case "kubeconfig":
+            return run_kubeconfig(args)
+        case "demo":
+            return run_demo(args)
         case _:
             sys.stderr.write(EXAMPLE_HINT)
             return 2
+
+
+def _replay(path: Path, *, speed: float, max_wait: float) -> int:
+    if speed <= 0:
+        print("error: --speed must be above 0", file=sys.stderr)
+        return 1
+    try:
+        replay(path, sys.stdout.buffer, speed=speed, max_wait=max_wait)
+    except RecordingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _check_config(path: Path, *, probe: bool = False) -> int:

@@ -63,6 +63,12 @@ _PROVIDER_KEYS = (
     "required_claims",
     "signing_algs",
     "ca_file",
+    "authorized_party",
+    "max_token_age",
+    "email_verified_required",
+    "uid_claim",
+    "extra_claims",
+    "allow_system_prefix",
 )
 _STATIC_KEYS = (
     "name",
@@ -104,6 +110,14 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
     r"(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*"
 )
+# An extra key as kube-apiserver requires it: a lowercase domain-prefixed path, e.g.
+# example.com/tenant (k8s.io/apiserver validation: IsDomainPrefixedPath, lowercase).
+_EXTRA_KEY = re.compile(
+    r"(?=[^/]{1,253}/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+    r"/[a-z0-9/\-._~%!$&'()*+,;=:]+"
+)
+# Kubernetes keeps these domains (and their subdomains) for its own extra keys.
+_RESERVED_EXTRA_DOMAINS = ("kubernetes.io", "k8s.io")
 _EKS_CLUSTER_NAME = re.compile(r"[0-9A-Za-z][-_0-9A-Za-z]{0,99}")
 _AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
 _ROLE_ARN = re.compile(r"arn:aws[-a-z]*:iam::[0-9]{12}:role/[-\w+=,.@/]+", re.ASCII)
@@ -297,7 +311,37 @@ class _Reader:
                 fields, "signing_algs", self.signing_algs, ("RS256", "ES256")
             ),
             ca_file=self.optional(fields, "ca_file", self.file, None),
+            authorized_party=self.optional(fields, "authorized_party", self.string, None),
+            max_token_age=self.optional(fields, "max_token_age", self.positive_number, None),
+            email_verified_required=self.optional(
+                fields, "email_verified_required", self.boolean, True
+            ),
+            # "" is meaningful: no uid at all (kube's default when no uid claim is mapped).
+            uid_claim=self.optional(fields, "uid_claim", self.any_string, "sub"),
+            extra_claims=self.optional(fields, "extra_claims", self.extra_claims, ()),
+            allow_system_prefix=self.optional(fields, "allow_system_prefix", self.boolean, False),
         )
+
+    def extra_claims(self, node: Node, key: str) -> tuple[tuple[str, str], ...]:
+        """extra key -> claim path; keys checked as kube-apiserver checks its extra mappings."""
+        extra = []
+        for name, name_node, value, value_key in self.entries(node, key):
+            if not _EXTRA_KEY.fullmatch(name):
+                self.fail(
+                    name_node,
+                    value_key,
+                    "expected an extra key that is a lowercase domain-prefixed path, "
+                    f"e.g. example.com/tenant, got {name!r}",
+                )
+            domain = name.partition("/")[0]
+            if any(domain == d or domain.endswith("." + d) for d in _RESERVED_EXTRA_DOMAINS):
+                self.fail(
+                    name_node,
+                    value_key,
+                    f"the domain {domain!r} is reserved for Kubernetes; use your own domain",
+                )
+            extra.append((name, self.string(value, value_key)))
+        return tuple(extra)
 
     def claims(self, node: Node, key: str) -> tuple[tuple[str, str], ...]:
         return tuple(
@@ -912,6 +956,7 @@ def summarize(config: Config) -> str:
             f"    algorithms {', '.join(provider.signing_algs)};"
             f" required claims: {claims or 'none'};"
             f" CA {provider.ca_file or 'system trust store'}",
+            f"    {_describe_token_rules(provider)}",
         ]
     lines.append(f"connections ({len(config.connections)}):")
     for connection in config.connections:
@@ -937,6 +982,20 @@ def summarize(config: Config) -> str:
         )
     )
     return "\n".join(lines)
+
+
+def _describe_token_rules(provider: Provider) -> str:
+    uid = f"uid from claim {provider.uid_claim!r}" if provider.uid_claim else "no uid"
+    extra = ", ".join(f"{key} <- {claim!r}" for key, claim in provider.extra_claims)
+    azp = provider.authorized_party
+    age = provider.max_token_age
+    return (
+        f"{uid}; extra: {extra or 'none'};"
+        f" azp: {repr(azp) if azp is not None else 'any'};"
+        f" max token age: {f'{age:g}s' if age is not None else 'none'};"
+        f" email_verified {'required' if provider.email_verified_required else 'ignored'};"
+        f" system: names {'allowed' if provider.allow_system_prefix else 'refused'}"
+    )
 
 
 def _describe_connection(connection: Connection) -> str:

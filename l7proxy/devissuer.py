@@ -6,12 +6,16 @@ discovery, JWKS fetching and key rotation are exercised end to end without any s
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import json
 import ssl
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote
 
 import h11
 import trio
@@ -25,6 +29,8 @@ EC_KID = "dev-ec"
 _RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _DISCOVERY_PATH = "/.well-known/openid-configuration"
 _JWKS_PATH = "/jwks"
+_TOKEN_PATH = "/token"
+_MAX_FORM_BYTES = 64 * 1024
 # A development server still bounds each connection: a stuck client cannot hold it forever.
 _CONNECTION_TIMEOUT = 30.0
 
@@ -34,6 +40,19 @@ class _SigningKey:
     kid: str
     jwk: JWK  # private
     alg: str | None  # published in the JWKS; None lets an RSA key sign both RS* and PS*
+
+
+@dataclass(frozen=True, slots=True)
+class DevClient:
+    """A confidential client of the development issuer (the demo's agents and admins):
+    `client_credentials` with its secret yields an access token for `subject` in `groups`."""
+
+    client_id: str
+    secret: str
+    subject: str
+    groups: tuple[str, ...] = ()
+    audience: str = "l7proxy"
+    expires_in: float = 3600
 
 
 def _rsa_key(kid: str) -> _SigningKey:
@@ -61,6 +80,9 @@ class DevIssuer:
             ),
         }
         self.requests: Counter[str] = Counter()
+        self._clients: dict[str, DevClient] = {}
+        # Sent as Cache-Control on discovery and JWKS when set, e.g. "max-age=600".
+        self.cache_control: str | None = None
 
     @property
     def issuer(self) -> str:
@@ -79,6 +101,10 @@ class DevIssuer:
         self._rsa_kid = kid
         return kid
 
+    def add_client(self, client: DevClient) -> None:
+        """Register a client for the token endpoint (served once any client exists)."""
+        self._clients[client.client_id] = client
+
     def jwks(self) -> dict[str, object]:
         """The JWKS document: public halves only."""
         keys = []
@@ -90,13 +116,21 @@ class DevIssuer:
         return {"keys": keys}
 
     def discovery(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "issuer": self.issuer,
             "jwks_uri": self.issuer + _JWKS_PATH,
             "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": sorted(_RSA_ALGS | {"ES256"}),
         }
+        if self._clients:
+            doc["token_endpoint"] = self.issuer + _TOKEN_PATH
+            doc["grant_types_supported"] = ["client_credentials"]
+            doc["token_endpoint_auth_methods_supported"] = [
+                "client_secret_basic",
+                "client_secret_post",
+            ]
+        return doc
 
     def mint(
         self,
@@ -109,11 +143,13 @@ class DevIssuer:
         kid: str | None = None,
         extra_claims: Mapping[str, object] | None = None,
         now: float | None = None,
+        typ: str | None = None,
     ) -> str:
         """A signed ID token; `extra_claims` override the defaults and None values remove them.
 
         `kid` picks one of this issuer's keys (default: the current RSA key, or `dev-ec` for
-        ES256). PS* signatures use josepy's maximal PSS salt, which verifiers accept.
+        ES256). PS* signatures use josepy's maximal PSS salt, which verifiers accept. `typ` sets
+        the header's type, e.g. "at+jwt" for an RFC 9068 access token.
         """
         if kid is None:
             kid = self._rsa_kid if alg in _RSA_ALGS else EC_KID
@@ -142,8 +178,10 @@ class DevIssuer:
             key=key.jwk,
             alg=JWASignature.from_json(alg),
             include_jwk=False,
-            protect=frozenset({"alg", "kid"}),
+            protect=frozenset({"alg", "kid"} | ({"typ"} if typ is not None else set())),
             kid=kid,
+            # josepy holds media types in full and writes them compact ("application/" cut).
+            **({} if typ is None else {"typ": f"application/{typ.removeprefix('application/')}"}),
         )
         return jws.to_compact().decode("ascii")
 
@@ -181,12 +219,22 @@ class DevIssuer:
 
     async def _answer(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
         conn = h11.Connection(h11.SERVER)
-        request = await _read_request(conn, stream)
-        if request is None:
+        received = await _read_request(conn, stream)
+        if received is None:
             return
+        request, form = received
         path = request.target.decode("ascii", "replace").partition("?")[0]
         self.requests[path] += 1
-        status, doc = self._route(request.method, path)
+        extra_headers: list[tuple[str, str]] = []
+        if path == _TOKEN_PATH and self._clients:
+            status, doc = self._token(request, form)
+            extra_headers.append(("Cache-Control", "no-store"))
+            if status == 401:
+                extra_headers.append(("WWW-Authenticate", 'Basic realm="dev-issuer"'))
+        else:
+            status, doc = self._route(request.method, path)
+            if status == 200 and self.cache_control is not None:
+                extra_headers.append(("Cache-Control", self.cache_control))
         body = json.dumps(doc).encode()
         response = h11.Response(
             status_code=status,
@@ -194,6 +242,7 @@ class DevIssuer:
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
                 ("Connection", "close"),
+                *extra_headers,
             ],
         )
         await stream.send_all(
@@ -207,17 +256,78 @@ class DevIssuer:
             return 405, {"error": "method not allowed"}
         return 200, self.discovery() if path == _DISCOVERY_PATH else self.jwks()
 
+    def _token(self, request: h11.Request, body: bytes) -> tuple[int, dict[str, object]]:
+        """RFC 6749 §4.4 for the registered clients: client_secret_basic or _post, then an
+        access token (a JWT for the gateway's audience) for the client's subject and groups."""
+        if request.method != b"POST":
+            return 405, {"error": "invalid_request", "error_description": "POST only"}
+        form = {
+            k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items() if len(v) == 1
+        }
+        client_id, secret = _basic_credentials(request.headers)
+        if client_id is None:
+            client_id, secret = form.get("client_id"), form.get("client_secret")
+        client = self._clients.get(client_id or "")
+        if (
+            client is None
+            or secret is None
+            or not hmac.compare_digest(secret.encode(), client.secret.encode())
+        ):
+            return 401, {"error": "invalid_client", "error_description": "unknown client or secret"}
+        if form.get("grant_type") != "client_credentials":
+            return 400, {
+                "error": "unsupported_grant_type",
+                "error_description": "only client_credentials is offered",
+            }
+        token = self.mint(
+            client.subject,
+            groups=client.groups,
+            audience=client.audience,
+            expires_in=client.expires_in,
+            extra_claims={"client_id": client.client_id},
+        )
+        return 200, {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": int(client.expires_in),
+        }
 
-async def _read_request(conn: h11.Connection, stream: trio.abc.ReceiveStream) -> h11.Request | None:
-    """The request head, once the whole request has arrived; None if the client went away."""
+
+def _basic_credentials(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """(client_id, secret) from `Authorization: Basic`, each part form-decoded (RFC 6749
+    §2.3.1); (None, None) when there is no such header or it cannot be read."""
+    for name, value in headers:
+        if name.lower() != b"authorization" or value[:6].lower() != b"basic ":
+            continue
+        try:
+            decoded = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None, None
+        client_id, sep, secret = decoded.partition(":")
+        if not sep:
+            return None, None
+        return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+    return None, None
+
+
+async def _read_request(
+    conn: h11.Connection, stream: trio.abc.ReceiveStream
+) -> tuple[h11.Request, bytes] | None:
+    """The request head and its (small) body once the whole request has arrived; None if the
+    client went away or sent more than a token request's form can be."""
     request = None
+    body = bytearray()
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
             conn.receive_data(bytes(await stream.receive_some(16 * 1024)))
         elif isinstance(event, h11.Request):
             request = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > _MAX_FORM_BYTES:
+                return None
         elif isinstance(event, h11.EndOfMessage):
-            return request
+            return (request, bytes(body)) if request is not None else None
         elif isinstance(event, h11.ConnectionClosed):
             return None

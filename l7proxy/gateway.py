@@ -15,6 +15,7 @@ import json
 import math
 import time
 import uuid
+from pathlib import Path
 
 import structlog
 import trio
@@ -33,6 +34,7 @@ from l7proxy.oidc.authenticator import (
 from l7proxy.reviews import ClusterAsker, Review, ReviewError, read_review, review_kind
 from l7proxy.reviews import answer as answer_review
 from l7proxy.routing import LocalEndpoint, Route, route
+from l7proxy.session import Session, channel_protocol
 from l7proxy.settings import Limits
 from l7proxy.splice import SessionEnd, splice
 from l7proxy.upstream import (
@@ -78,6 +80,7 @@ class Gateway:
         audit: AuditLog,
         metrics: Metrics,
         limits: Limits,
+        recordings_dir: Path | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.policies = policies
@@ -85,6 +88,7 @@ class Gateway:
         self.audit = audit
         self.metrics = metrics
         self.limits = limits
+        self.recordings_dir = recordings_dir
         self.ready = False
 
     # -- the straight line ----------------------------------------------------------------
@@ -285,12 +289,15 @@ class Gateway:
         self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
     ) -> None:
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    self._copy_request_body, exchange, upstream, event, nursery.cancel_scope
-                )
+            if not exchange.has_body:  # most requests: nothing to copy beside the response
                 refusal = await self._relay_response(exchange, upstream, auth, event)
-                nursery.cancel_scope.cancel()
+            else:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(
+                        self._copy_request_body, exchange, upstream, event, nursery.cancel_scope
+                    )
+                    refusal = await self._relay_response(exchange, upstream, auth, event)
+                    nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
                 await upstream.aclose()
@@ -334,23 +341,29 @@ class Gateway:
                 event.ended_by = "client"
                 return
 
-            def from_client(data: bytes) -> None:
-                event.bytes_in += len(data)
-
-            def from_cluster(data: bytes) -> None:
-                event.bytes_out += len(data)
-
-            deadline, reason = self._stream_deadline(auth)
-            ended = await splice(
-                client,
-                answer.stream,
-                deadline=deadline,
-                deadline_reason=reason,
-                idle_timeout=self.limits.upgrade_idle_timeout,
-                from_client=from_client,
-                from_cluster=from_cluster,
+            session = Session(
+                event,
+                exchange.head.query,
+                protocol=channel_protocol(answer.headers),
+                audit=self.audit,
+                recordings_dir=self.recordings_dir,
             )
-            event.ended_by = ended.value
+            session.start()
+            deadline, reason = self._stream_deadline(auth)
+            event.ended_by = "gateway shutdown"  # unless the splice returns
+            try:
+                ended = await splice(
+                    client,
+                    answer.stream,
+                    deadline=deadline,
+                    deadline_reason=reason,
+                    idle_timeout=self.limits.upgrade_idle_timeout,
+                    from_client=session.from_client,
+                    from_cluster=session.from_cluster,
+                )
+                event.ended_by = ended.value
+            finally:
+                session.end(event.ended_by)
         finally:
             with trio.CancelScope(shield=True):
                 await answer.stream.aclose()

@@ -20,6 +20,8 @@ from protocols.headers import upgrade_token
 from protocols.status import StatusReason, status_body
 
 _READ_SIZE: Final = 64 * 1024
+# Output held back to leave with the rest of a response of known length.
+_HOLD_LIMIT: Final = 64 * 1024
 
 
 Handler = Callable[["H1Exchange"], Awaitable[None]]
@@ -40,6 +42,7 @@ class H1Exchange:
         if not self.has_body and isinstance(conn.h11.next_event(), h11.EndOfMessage):
             self.body_done.set()
         self.response_started = False
+        self._sized = False
         self.finished = False
         self.upgraded = False
         self.watch_scope = trio.CancelScope()  # the close watcher; an upgrade stops it
@@ -63,11 +66,16 @@ class H1Exchange:
 
     async def start_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.response_started = True
-        await self._conn.send_to_client(h11.Response(status_code=status, headers=headers))
+        # A response of known length is written once, head and body together; a streamed
+        # one (a watch, logs -f) has its head written at once.
+        self._sized = any(k.lower() == b"content-length" for k, _ in headers)
+        await self._conn.send_to_client(
+            h11.Response(status_code=status, headers=headers), hold=self._sized
+        )
 
     async def send(self, data: bytes) -> None:
         if data:
-            await self._conn.send_to_client(h11.Data(data=data))
+            await self._conn.send_to_client(h11.Data(data=data), hold=self._sized)
 
     async def finish(self) -> None:
         await self._conn.send_to_client(h11.EndOfMessage())
@@ -135,6 +143,7 @@ class H1ServerConnection:
         self._chunks_send, self._chunks = trio.open_memory_channel[bytes](0)
         self._raw_head = bytearray()
         self._send_lock = trio.Lock()
+        self._held = bytearray()
 
     async def send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
@@ -142,10 +151,16 @@ class H1ServerConnection:
             async with self._send_lock:
                 await self.transport.send_all(data)
 
-    async def send_to_client(self, event: h11.Event) -> None:
-        """`send` for an exchange: a broken connection means the client is gone."""
+    async def send_to_client(self, event: h11.Event, *, hold: bool = False) -> None:
+        """`send` for an exchange: a broken connection means the client is gone. With
+        `hold`, small output waits to leave with what follows (fewer TLS records)."""
+        self._held += self.h11.send(event) or b""
+        if hold and len(self._held) < _HOLD_LIMIT:
+            return
+        data, self._held = bytes(self._held), bytearray()
         try:
-            await self.send(event)
+            async with self._send_lock:
+                await self.transport.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ClientDisconnected from exc
 

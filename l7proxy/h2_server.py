@@ -23,8 +23,7 @@ class H2Exchange:
         self.head = head
         self.client_addr = client_addr
         self.stream = stream
-        # The END_STREAM flag of the HEADERS frame was processed before this task ran.
-        self.has_body = not stream.ended
+        self.has_body = not stream.bodyless
         self.response_started = False
         self.finished = False
 

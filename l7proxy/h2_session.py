@@ -33,6 +33,9 @@ STREAM_WINDOW: Final = 1 << 20
 # one another.
 CONNECTION_WINDOW: Final = 16 << 20
 _READ_SIZE: Final = 64 * 1024
+# Frames produced but not yet written: past this, senders wait for the writer. Small enough
+# to bound memory per connection, large enough to coalesce many frames into one TLS write.
+_BACKLOG_LIMIT: Final = 256 * 1024
 
 
 class StreamClosedError(Exception):
@@ -69,6 +72,7 @@ class H2Stream:
         self.headers: Headers = []
         self.head_received = trio.Event()
         self.cancel_scope = trio.CancelScope()
+        self.bodyless = False  # the request's HEADERS frame ended the stream
         self._inbound: deque[tuple[bytes, int]] = deque()
         self._ended = False
         self._reset_code: int | None = None
@@ -139,6 +143,7 @@ class H2Stream:
                 continue
             size = min(window, conn.max_outbound_frame_size, len(view))
             conn.send_data(self.id, bytes(view[:size]))
+            self.session.backlog += size
             view = view[size:]
             await self.session.flush()
 
@@ -191,6 +196,9 @@ class H2Session:
         self._max_header_bytes = max_header_bytes
         self._send_lock = trio.Lock()
         self.streams_changed = _Signal()
+        self.backlog = 0  # bytes of frames h2 holds that the writer has not taken yet
+        self._writer_wakeup = trio.Event()
+        self._written = _Signal()
 
     async def start(self) -> None:
         """Send the connection preface and our settings."""
@@ -210,17 +218,34 @@ class H2Session:
         # client may send its first request before that, so the decoder takes it now.
         self.conn.decoder.max_header_list_size = 2 * self._max_header_bytes
         self.conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
-        await self.flush()
+        await self._write_pending()
 
     async def flush(self) -> None:
+        """Have what h2 produced written soon. The writer task takes everything pending at
+        once, so frames produced in one scheduling pass leave in one TLS write; a sender
+        waits only when the backlog is past `_BACKLOG_LIMIT` (a slow peer)."""
+        if self.closed:
+            raise StreamClosedError(0)
+        self._writer_wakeup.set()
+        while self.backlog > _BACKLOG_LIMIT and not self.closed:
+            await self._written.wait()
+
+    async def _writer(self) -> None:
+        while not self.closed:
+            await self._writer_wakeup.wait()
+            self._writer_wakeup = trio.Event()
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
         async with self._send_lock:
             data = self.conn.data_to_send()
+            self.backlog = 0
             if data:
                 try:
                     await self.transport.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._mark_closed()
-                    raise StreamClosedError(0) from exc
+            self._written.fire()
 
     async def acknowledge(self, stream_id: int, length: int) -> None:
         if length and not self.closed:
@@ -250,6 +275,7 @@ class H2Session:
         """Read frames until the connection ends. On the server side each new request
         runs `on_request` in a task of this session's nursery, which this call owns."""
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer)
             try:
                 await self._read_loop(nursery, on_request)
             finally:
@@ -281,7 +307,10 @@ class H2Session:
     ) -> None:
         match event:
             case h2.events.RequestReceived(stream_id=sid, headers=headers) if sid is not None:
-                self._on_request(sid, list(headers or []), nursery, on_request)
+                stream = self._on_request(sid, list(headers or []), nursery, on_request)
+                if stream is not None:
+                    # END_STREAM on the HEADERS frame itself: a request without a body.
+                    stream.bodyless = event.stream_ended is not None
             case h2.events.ResponseReceived(stream_id=sid, headers=headers) if sid is not None:
                 if (stream := self.streams.get(sid)) is not None:
                     stream._on_headers(list(headers or []))
@@ -319,14 +348,15 @@ class H2Session:
         headers: Headers,
         nursery: trio.Nursery,
         on_request: OnRequest | None,
-    ) -> None:
+    ) -> H2Stream | None:
         if on_request is None or len(self.streams) >= self._max_streams:
             self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
-            return
+            return None
         stream = H2Stream(self, stream_id)
         stream._on_headers(headers)
         self.streams[stream_id] = stream
         nursery.start_soon(self._run_stream, stream, on_request)
+        return stream
 
     async def _run_stream(self, stream: H2Stream, on_request: OnRequest) -> None:
         try:
@@ -357,6 +387,8 @@ class H2Session:
         if self.closed:
             return
         self.closed = True
+        self._writer_wakeup.set()
+        self._written.fire()
         for stream in list(self.streams.values()):
             stream._on_reset(int(h2.errors.ErrorCodes.CANCEL))
         self.window_opened.fire()
@@ -366,7 +398,7 @@ class H2Session:
         """Send GOAWAY, give open streams `drain` seconds, then close the transport."""
         if not self.closed:
             self.conn.close_connection()
-            await self._flush_quietly()
+            await self._write_pending()
             with trio.move_on_after(drain):
                 while self.streams and not self.closed:
                     await self.streams_changed.wait()

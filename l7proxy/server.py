@@ -69,6 +69,7 @@ async def run_gateway(
                 audit=audit,
                 metrics=Metrics(),
                 limits=config.limits,
+                recordings_dir=config.audit.recordings_dir,
             )
             tls = config.listen.tls
             context = server_ssl_context(str(tls.cert_file), str(tls.key_file)) if tls else None

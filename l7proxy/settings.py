@@ -63,6 +63,18 @@ class Provider:
     required_claims: tuple[tuple[str, str], ...] = ()
     signing_algs: tuple[str, ...] = ("RS256", "ES256")
     ca_file: Path | None = None
+    # When set, the token's `azp` must equal it: the token was issued to this client.
+    authorized_party: str | None = None
+    # Seconds since `iat` after which a token is refused whatever its `exp`; None: no bound.
+    max_token_age: float | None = None
+    # An `email` username needs `email_verified` true when the token carries that claim.
+    email_verified_required: bool = True
+    # Claim (dotted path allowed) giving Identity.uid; "": no uid.
+    uid_claim: str = "sub"
+    # (extra key, claim path): Identity.extra, e.g. ("example.com/tenant", "tenant").
+    extra_claims: tuple[tuple[str, str], ...] = ()
+    # Whether usernames and groups may start with Kubernetes' reserved `system:`.
+    allow_system_prefix: bool = False
 
 
 @dataclass(frozen=True, slots=True)

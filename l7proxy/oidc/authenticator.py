@@ -14,11 +14,11 @@ from l7proxy.oidc.jwt import (
     TokenRejected,
     UnknownKey,
     claims_to_identity,
-    expiry,
     peek_issuer,
+    valid_until,
     verify,
 )
-from l7proxy.oidc.keys import ProviderKeys
+from l7proxy.oidc.keys import MAX_CACHE_TTL, MIN_CACHE_TTL, ProviderKeys
 from l7proxy.settings import Provider
 from policy.identity import Identity
 
@@ -43,11 +43,22 @@ class Authenticated:
     expires_at: float
 
 
-class Authenticator:
-    """Verifies bearer tokens against the configured providers.
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A cached verification and the key set it was checked against."""
 
-    Verified results are cached by the token's SHA-256 until the token's `exp`, in a bounded
-    LRU, so a busy client pays for one signature check per token, not per request.
+    result: Authenticated
+    provider_keys: ProviderKeys
+    key_set: KeySet
+
+
+class Authenticator:
+    """Verifies bearer tokens against the configured providers, chosen by the token's `iss`.
+
+    Verified results are cached by the token's SHA-256 until the token stops being valid, in
+    a bounded LRU, so a busy client pays for one signature check per token, not per request.
+    A cached result holds only while its provider's key set is the one it was verified with:
+    once a refresh drops a key, tokens it signed are verified again, and refused.
     """
 
     def __init__(
@@ -60,6 +71,8 @@ class Authenticator:
         fetch_timeout: float = 10.0,
         min_refresh_interval: float = 10.0,
         max_key_age: float = 3600.0,
+        min_key_ttl: float = MIN_CACHE_TTL,
+        max_key_ttl: float = MAX_CACHE_TTL,
     ) -> None:
         self._providers: dict[str, ProviderKeys] = {}
         for provider in providers:
@@ -70,37 +83,41 @@ class Authenticator:
                 timeout=fetch_timeout,
                 min_refresh_interval=min_refresh_interval,
                 max_age=max_key_age,
+                min_ttl=min_key_ttl,
+                max_ttl=max_key_ttl,
             )
         self._wall_clock = wall_clock
         self._cache_size = cache_size
         self._leeway = leeway
-        self._cache: OrderedDict[bytes, Authenticated] = OrderedDict()
+        self._cache: OrderedDict[bytes, _Verified] = OrderedDict()
 
     async def authenticate(self, token: str) -> Authenticated:
         """The verified caller behind `token`, or `AuthenticationError` saying why not."""
         if not token.isascii():
             raise AuthenticationError("malformed token")
         digest = hashlib.sha256(token.encode("ascii")).digest()
-        cached = self._cache.get(digest)
-        if cached is not None:
-            if cached.expires_at > self._wall_clock():
-                self._cache.move_to_end(digest)
-                return cached
-            del self._cache[digest]
+        cached = self._cache.pop(digest, None)
+        if cached is not None and cached.result.expires_at > self._wall_clock():
+            # Also lets expired keys be refetched while every token in use is cached.
+            keys = await self._key_set(cached.provider_keys, refresh=False)
+            if keys is cached.key_set:
+                self._cache[digest] = cached
+                return cached.result
         try:
-            result = await self._verify(token)
+            verified = await self._verify(token)
         except TokenRejected as exc:
             raise AuthenticationError(exc.reason) from exc
-        if result.expires_at > self._wall_clock():  # not cached inside the expiry leeway
-            self._cache[digest] = result
+        if verified.result.expires_at > self._wall_clock():  # not cached inside the leeway
+            self._cache[digest] = verified
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return result
+        return verified.result
 
-    async def _verify(self, token: str) -> Authenticated:
-        provider_keys = self._providers.get(peek_issuer(token))
+    async def _verify(self, token: str) -> _Verified:
+        issuer = peek_issuer(token)
+        provider_keys = self._providers.get(issuer)
         if provider_keys is None:
-            raise AuthenticationError("token issuer is not trusted")
+            raise AuthenticationError(f"token issuer {_show(issuer)} is not trusted")
         provider = provider_keys.provider
         keys = await self._key_set(provider_keys, refresh=False)
         try:
@@ -113,7 +130,8 @@ class Authenticator:
             claims = verify(
                 token, provider=provider, keys=keys, now=self._wall_clock(), leeway=self._leeway
             )
-        return Authenticated(claims_to_identity(claims, provider), expiry(claims))
+        result = Authenticated(claims_to_identity(claims, provider), valid_until(claims, provider))
+        return _Verified(result, provider_keys, keys)
 
     @staticmethod
     async def _key_set(provider_keys: ProviderKeys, *, refresh: bool) -> KeySet:
@@ -126,3 +144,8 @@ class Authenticator:
             raise ProviderUnavailable(
                 f"cannot fetch signing keys from issuer {issuer}: {exc.reason}"
             ) from exc
+
+
+def _show(value: str) -> str:
+    """A value from an unverified token, quoted and cut short."""
+    return repr(value if len(value) <= 80 else value[:80] + "…")

@@ -1,7 +1,8 @@
-"""Pure ID-token verification: josepy checks the signature, then the claims kube-apiserver checks.
+"""Pure JWT verification: josepy checks the signature, then the claims kube-apiserver checks.
 
-No I/O and no clock: the caller passes the keys and the current time, so every rule is a unit
-test. Reasons in `TokenRejected` are shown to callers, so they never contain the token.
+ID tokens and JWT access tokens (RFC 9068) alike. No I/O and no clock: the caller passes the
+keys and the current time, so every rule is a unit test. Reasons in `TokenRejected` are shown
+to callers (401 and audit), so they say what to fix and never contain the token.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ _EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 # Asymmetric algorithms only: `none` and HMAC are never accepted, whatever the configuration
 # says, because an HMAC "secret" would be the issuer's public key (the classic alg confusion).
 SUPPORTED_ALGS = _RSA_ALGS | frozenset(_EC_CURVES)
+
+# `typ` (RFC 7515 §4.1.9, compared case-insensitively, "application/" optional): absent or JWT
+# for ID tokens, at+jwt for RFC 9068 access tokens. Anything else (dpop+jwt, logout+jwt,
+# secevent+jwt, ...) is a JWT minted for another purpose and must not authenticate anyone.
+_ACCEPTED_TYPES = frozenset({"jwt", "at+jwt"})
+
+# Kubernetes reserves `system:` for its own users and groups (system:masters, nodes, service
+# accounts); a provider that can mint such names could otherwise claim them.
+SYSTEM_PREFIX = "system:"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 _MALFORMED = "malformed token"
@@ -215,6 +225,35 @@ def expiry(claims: Mapping[str, object]) -> float:
     return exp
 
 
+def valid_until(claims: Mapping[str, object], provider: Provider) -> float:
+    """When a verified token stops authenticating: `exp`, or sooner under `max_token_age`.
+
+    Caches and long streams end there, so a token cannot outlive the age bound through them.
+    """
+    until = expiry(claims)
+    iat = _numeric(claims, "iat")
+    if provider.max_token_age is not None and iat is not None:
+        until = min(until, iat + provider.max_token_age)
+    return until
+
+
+def _check_type(header: Mapping[str, object]) -> None:
+    """Refuse JWTs typed for another use (DPoP proofs, logout tokens): same keys, other meaning."""
+    typ = header.get("typ")
+    if typ is None:
+        return
+    if not isinstance(typ, str):
+        raise TokenRejected(_MALFORMED)
+    media = typ.lower()
+    if media.startswith("application/"):
+        media = media[len("application/") :]
+    if media not in _ACCEPTED_TYPES:
+        raise TokenRejected(
+            f"token type {_show(typ)} is not accepted: expected an ID token or a JWT access "
+            "token (typ JWT or at+jwt)"
+        )
+
+
 def _check_signature(token: str, parts: _Parts, provider: Provider, keys: KeySet) -> None:
     header = parts.header
     alg = header.get("alg")
@@ -224,6 +263,7 @@ def _check_signature(token: str, parts: _Parts, provider: Provider, keys: KeySet
         raise TokenRejected(f"token signed with algorithm {_show(alg)}, which is not accepted")
     if "crit" in header:
         raise TokenRejected("token uses critical header extensions, which are not supported")
+    _check_type(header)
     kid = header.get("kid")
     if not (kid is None or isinstance(kid, str)):
         raise TokenRejected(_MALFORMED)
@@ -254,12 +294,34 @@ def _check_claims(
     iat = _numeric(claims, "iat")
     if iat is not None and iat > now + leeway:
         raise TokenRejected("token was issued in the future")
+    if provider.max_token_age is not None:
+        if iat is None:
+            raise TokenRejected(
+                "token has no issue time (iat), which this provider's max_token_age requires"
+            )
+        if now - iat > provider.max_token_age + leeway:
+            raise TokenRejected(
+                f"token was issued more than {provider.max_token_age:g}s ago "
+                "(max_token_age): get a fresh one"
+            )
+    if provider.authorized_party is not None:
+        azp = claims.get("azp")
+        if azp is None:
+            raise TokenRejected(
+                f"token has no authorized party (azp); this provider requires "
+                f"{provider.authorized_party!r}"
+            )
+        if azp != provider.authorized_party:
+            raise TokenRejected(
+                f"token was issued to another client: its authorized party (azp) is not "
+                f"{provider.authorized_party!r}"
+            )
 
 
 def verify(
     token: str, *, provider: Provider, keys: KeySet, now: float, leeway: float = 30.0
 ) -> Mapping[str, object]:
-    """The token's claims, once its signature and every time/issuer/audience rule hold."""
+    """The token's claims, once its signature, type and every issuer/audience/time/azp rule hold."""
     parts = _parse(token)
     _check_signature(token, parts, provider, keys)
     _check_claims(parts.claims, provider, now, leeway)
@@ -278,33 +340,130 @@ def _claim_at(claims: Mapping[str, object], path: str) -> object:
     return node
 
 
-def _groups(claims: Mapping[str, object], path: str) -> tuple[str, ...]:
+def _is_distributed(claims: Mapping[str, object], path: str) -> bool:
+    """Whether the provider left this claim out of the token and points elsewhere for it.
+
+    OIDC Core §5.6.2 distributed claims (`_claim_names` -> `_claim_sources`); Azure AD does this
+    for the groups of a user in too many groups ("group overage"), or sets `hasgroups`.
+    """
+    names = claims.get("_claim_names")
+    if isinstance(names, dict) and (path in names or path.split(".")[0] in names):
+        return True
+    return path == "groups" and claims.get("hasgroups") is True
+
+
+def _distributed(path: str, what: str) -> TokenRejected:
+    return TokenRejected(
+        f"the provider moved the token's {path!r} claim ({what}) to distributed claims "
+        "(_claim_names, e.g. Azure AD group overage), which the gateway does not resolve; "
+        "have the provider put it in the token itself (e.g. emit only the groups assigned "
+        "to the application)"
+    )
+
+
+def _present(claims: Mapping[str, object], path: str, what: str) -> object:
+    """The claim's value, None if absent; refused if absent because it is distributed.
+
+    Reading a distributed groups claim as "no groups" would silently drop the caller's groups
+    (and any deny policy bound to them), so it is an error, never an empty value.
+    """
     value = _claim_at(claims, path)
+    if value is None and _is_distributed(claims, path):
+        raise _distributed(path, what)
+    return value
+
+
+def _strings(value: object, path: str, what: str) -> tuple[str, ...]:
+    """A claim that may be one string or a list of strings (kube accepts both for groups)."""
     if value is None:
         return ()
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, list) and all(isinstance(group, str) for group in value):
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(value)
-    raise TokenRejected(f"token claim {path!r} is not a string or a list of strings")
+    raise TokenRejected(f"token claim {path!r} ({what}) is not a string or a list of strings")
+
+
+def _username(claims: Mapping[str, object], provider: Provider) -> str:
+    claim = provider.username_claim
+    username = _present(claims, claim, "the username")
+    if not isinstance(username, str) or not username:
+        raise TokenRejected(f"token has no {claim!r} claim")
+    # As kube-apiserver: an `email_verified` that is present must be true; an absent one is
+    # accepted (many providers only ever issue verified addresses and omit the claim).
+    verified = claims.get("email_verified", True)
+    if claim == "email" and provider.email_verified_required and verified is not True:
+        raise TokenRejected(
+            "token email address is not verified (email_verified is not true); verify it "
+            "with the provider"
+        )
+    return provider.username_prefix + username
+
+
+def _uid(claims: Mapping[str, object], provider: Provider) -> str:
+    claim = provider.uid_claim
+    if not claim:
+        return ""
+    uid = _present(claims, claim, "the user's uid")
+    if uid is None:
+        raise TokenRejected(f"token has no {claim!r} claim for the user's uid (uid_claim)")
+    if not isinstance(uid, str):
+        raise TokenRejected(f"token claim {claim!r} (uid_claim) is not a string")
+    return uid
+
+
+def _extra(
+    claims: Mapping[str, object], provider: Provider
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """As kube's extra mappings: empty strings are dropped, and a key without values is left out."""
+    extra = []
+    for key, claim in provider.extra_claims:
+        value = _present(claims, claim, f"extra {key!r}")
+        values = tuple(item for item in _strings(value, claim, f"extra {key!r}") if item)
+        if values:
+            extra.append((key, values))
+    return tuple(extra)
+
+
+def _check_required(claims: Mapping[str, object], provider: Provider) -> None:
+    for claim, required in provider.required_claims:
+        value = claims.get(claim)
+        if value is None:
+            raise TokenRejected(f"token has no {claim!r} claim, which this provider requires")
+        if value != required:
+            raise TokenRejected(f"token claim {claim!r} does not have the required value")
+
+
+def _check_user(identity: Identity, provider: Provider) -> None:
+    """kube's user validation rule against `system:` names, on the names after prefixes."""
+    if provider.allow_system_prefix:
+        return
+    hint = "set a username_prefix / groups_prefix, or allow_system_prefix: true"
+    if identity.username.startswith(SYSTEM_PREFIX):
+        raise TokenRejected(
+            f"username {_show(identity.username)} has the reserved {SYSTEM_PREFIX!r} prefix "
+            f"({hint})"
+        )
+    for group in identity.groups:
+        if group.startswith(SYSTEM_PREFIX):
+            raise TokenRejected(
+                f"group {_show(group)} has the reserved {SYSTEM_PREFIX!r} prefix ({hint})"
+            )
 
 
 def claims_to_identity(claims: Mapping[str, object], provider: Provider) -> Identity:
     """Map verified claims to the caller, as kube-apiserver's claim mappings do."""
-    username = claims.get(provider.username_claim)
-    if not isinstance(username, str) or not username:
-        raise TokenRejected(f"token has no {provider.username_claim!r} claim")
-    # kube-apiserver refuses an email username whose provider says it was never verified.
-    if provider.username_claim == "email" and claims.get("email_verified", True) is not True:
-        raise TokenRejected("token email address is not verified")
-    for claim, required in provider.required_claims:
-        if claims.get(claim) != required:
-            raise TokenRejected(f"token claim {claim!r} does not have the required value")
-    groups = _groups(claims, provider.groups_claim)
-    subject = claims.get("sub")
-    return Identity(
-        username=provider.username_prefix + username,
+    username = _username(claims, provider)
+    groups = _strings(
+        _present(claims, provider.groups_claim, "the groups"), provider.groups_claim, "the groups"
+    )
+    identity = Identity(
+        username=username,
         groups=tuple(provider.groups_prefix + group for group in groups),
-        uid=subject if isinstance(subject, str) else "",
+        uid=_uid(claims, provider),
+        extra=_extra(claims, provider),
         provider=provider.name,
     )
+    _check_required(claims, provider)
+    _check_user(identity, provider)
+    return identity

@@ -24,6 +24,7 @@ from l7proxy.sandbox.store import Store
 from l7proxy.sandbox.tables import INCLUDE_OBJECT, table
 from l7proxy.sandbox.watch import DEFAULT_TIMEOUT, TableFormat, WatchRequest, serve_watch
 from l7proxy.sandbox.wire import TABLE, encode, parse_json, query_params, respond, wants_table
+from protocols.k8s_protobuf import ProtobufError
 
 Obj = dict[str, Any]
 
@@ -158,7 +159,7 @@ def _object_body(exchange: Exchange, rtype: ResourceType, body: bytes) -> Obj:
     elif media_type == protobuf.MEDIA_TYPE:
         try:
             obj = protobuf.decode(body)
-        except protobuf.ProtobufError as err:
+        except ProtobufError as err:
             raise unsupported_media_type(f"{media_type} ({err})") from err
     else:
         raise unsupported_media_type(media_type)

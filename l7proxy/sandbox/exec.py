@@ -24,6 +24,7 @@ from l7proxy.h1_server import wants_upgrade
 from l7proxy.sandbox.api import Target
 from l7proxy.sandbox.resources import PODS
 from l7proxy.sandbox.shell import Container, Shell, StdinReader, Stdio, Terminal, Writer
+from l7proxy.sandbox.spdy_exec import serve_spdy
 from l7proxy.sandbox.status import ApiError, bad_request, method_not_allowed
 from l7proxy.sandbox.store import Store
 from protocols import k8s_channels, websocket
@@ -45,6 +46,10 @@ CLOSE_TIMEOUT: Final = 5.0  # how long the client gets to answer our close frame
 POD_CHECK_INTERVAL: Final = 1.0
 MAX_RUNTIMES: Final = 256  # pods whose files and main process are kept (least recent go)
 RESIZE_HISTORY: Final = 64
+# client-go before 1.33 reads the connection before it has made its streams and drops what
+# arrives meanwhile (kubernetes#131189). A real apiserver first sets up the kubelet's streams;
+# the sandbox answers at once, so it waits this long, as that setup would, before writing.
+STREAM_SETUP_DELAY: Final = 0.1
 KILLED: Final = 137  # a command's exit status when its pod goes away (SIGKILL)
 
 Program = Callable[[Stdio], Awaitable[int]]  # a command: its exit status
@@ -173,6 +178,8 @@ class ExecApi:
         upgrade = (head.header(b"upgrade") or b"").decode("latin-1").strip().lower()
         if wants_upgrade(head) and upgrade == "websocket":
             await serve_websocket(exchange, options, run, runtime.terminal_sizes)
+        elif wants_upgrade(head) and upgrade == "spdy/3.1":  # kubectl <= 1.29
+            await serve_spdy(exchange, options, run, runtime.terminal_sizes)
         else:
             raise bad_request("Upgrade request required")
 
@@ -256,6 +263,7 @@ class _WebSocketSession:
                 nursery.start_soon(self._receive)
                 if not self._options.stdin:
                     self._stdin_send.close()
+                await trio.sleep(STREAM_SETUP_DELAY)
                 # As kube-apiserver: an empty message on the first output channel says the
                 # streams are ready.
                 await self._send(self._first_output(), b"")

@@ -16,7 +16,12 @@ import trio
 from l7proxy.exchange import Exchange, UpgradedStream
 from l7proxy.h1_server import wants_upgrade
 from l7proxy.sandbox.resources import PODS
-from l7proxy.sandbox.spdy_session import SpdySession, SpdyStream, request_header_values
+from l7proxy.sandbox.spdy_session import (
+    SpdySession,
+    SpdyStream,
+    request_header_values,
+    switch_protocols,
+)
 from l7proxy.sandbox.status import ApiError, bad_request, method_not_allowed
 from l7proxy.sandbox.store import Store
 from protocols.websocket import (
@@ -71,12 +76,13 @@ async def _upgrade_spdy(exchange: Exchange) -> UpgradedStream:
             f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
             f"server accepts [{PROTOCOL}]",
         )
-    return await exchange.upgrade(
+    return await switch_protocols(
+        exchange,
         [
             (b"connection", b"Upgrade"),
             (b"upgrade", b"SPDY/3.1"),
             (b"x-stream-protocol-version", PROTOCOL.encode()),
-        ]
+        ],
     )
 
 
@@ -88,8 +94,8 @@ async def _upgrade_websocket(exchange: Exchange) -> WebSocketTunnel:
         raise ApiError(exc.status, "BadRequest", f"unable to upgrade: {exc}") from exc
     if TUNNEL_PROTOCOL not in handshake.protocols:
         raise bad_request("unable to upgrade: no tunneling spdy protocols provided")
-    raw = await exchange.upgrade(server_handshake_headers(handshake.key, TUNNEL_PROTOCOL))
-    return WebSocketTunnel(raw)
+    headers = server_handshake_headers(handshake.key, TUNNEL_PROTOCOL)
+    return WebSocketTunnel(await switch_protocols(exchange, headers))
 
 
 class WebSocketTunnel:

@@ -13,11 +13,13 @@ the object (k8s.io/apimachinery/pkg/runtime/generated.proto).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Union
 
+from protocols.k8s_protobuf import MAGIC, ProtobufError
+from protocols.k8s_protobuf import fields as _fields
+
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
-MAGIC = b"k8s\x00"
 
 # A schema maps a field number to (JSON name, field type); a nested schema is a message.
 Schema = Mapping[int, tuple[str, Union[str, "Schema"]]]
@@ -52,47 +54,6 @@ _KINDS: Mapping[tuple[str, str], Schema] = {
         5: ("immutable", "bool"),
     },
 }
-
-
-class ProtobufError(ValueError):
-    """The body is not protobuf we can decode."""
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while pos < len(data):
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            break
-    raise ProtobufError("truncated or oversized varint")
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) pairs of one message: varints as int, the rest as bytes."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, pos = _varint(data, pos)
-            yield number, value
-        elif wire_type in (1, 5):
-            size = 8 if wire_type == 1 else 4
-            yield number, data[pos : pos + size]
-            pos += size
-        elif wire_type == 2:
-            size, pos = _varint(data, pos)
-            if pos + size > len(data):
-                raise ProtobufError("truncated field")
-            yield number, data[pos : pos + size]
-            pos += size
-        else:
-            raise ProtobufError(f"unsupported wire type {wire_type}")
 
 
 def _text(value: int | bytes) -> str:

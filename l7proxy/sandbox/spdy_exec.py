@@ -18,7 +18,12 @@ import trio
 
 from l7proxy.exchange import Exchange
 from l7proxy.sandbox.shell import StdinReader, Stdio, Terminal, Writer
-from l7proxy.sandbox.spdy_session import SpdySession, SpdyStream, request_header_values
+from l7proxy.sandbox.spdy_session import (
+    SpdySession,
+    SpdyStream,
+    request_header_values,
+    switch_protocols,
+)
 from l7proxy.sandbox.status import ApiError, bad_request
 from protocols import k8s_channels
 from protocols.k8s_channels import (
@@ -59,12 +64,13 @@ async def serve_spdy(
             f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
             f"server accepts {list(PROTOCOLS)}",
         )
-    transport = await exchange.upgrade(
+    transport = await switch_protocols(
+        exchange,
         [
             (b"connection", b"Upgrade"),
             (b"upgrade", b"SPDY/3.1"),
             (b"x-stream-protocol-version", protocol.name.encode()),
-        ]
+        ],
     )
     session = _ExecSession(protocol, options, run, terminal_sizes)
     await SpdySession(transport).run(session.run)

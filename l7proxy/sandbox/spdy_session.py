@@ -16,7 +16,14 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from l7proxy.exchange import ClientDisconnected, RequestHead, UpgradedStream
+from l7proxy.exchange import (
+    ClientDisconnected,
+    Exchange,
+    RequestHead,
+    UpgradedStream,
+    UpgradeNotPossible,
+)
+from l7proxy.sandbox.status import bad_request
 from protocols.spdy import (
     Data,
     Frame,
@@ -50,6 +57,16 @@ def request_header_values(head: RequestHead, name: bytes) -> list[str]:
         for token in value.decode("latin-1").split(",")
         if token.strip()
     ]
+
+
+async def switch_protocols(
+    exchange: Exchange, headers: list[tuple[bytes, bytes]]
+) -> UpgradedStream:
+    """`exchange.upgrade`, answering 400 as the kubelet does where it cannot switch."""
+    try:
+        return await exchange.upgrade(headers)
+    except UpgradeNotPossible as exc:
+        raise bad_request("Upgrade request required") from exc
 
 
 class SpdyStream:
@@ -154,7 +171,7 @@ class SpdySession:
         except SpdyError as exc:
             await self.send_frame(GoAway(self._last_stream_id, exc.goaway_status))
         except ClientDisconnected:
-            pass
+            pass  # a WebSocket tunnel answers pings and closes while it reads
         self._scope.cancel()
 
     async def _dispatch(self, frame: Frame) -> None:
@@ -174,8 +191,8 @@ class SpdySession:
                 stream.remote_finished()
         elif isinstance(frame, Ping) and frame.ping_id % 2 == 1:
             await self.send_frame(frame)  # the client's ping (odd ids): echo it
-        # SETTINGS, WINDOW_UPDATE, HEADERS, GOAWAY and our own pings' echoes need nothing:
-        # spdystream keeps no flow-control windows, and a GOAWAY is followed by a close.
+        # SETTINGS, WINDOW_UPDATE, HEADERS and GOAWAY need nothing: spdystream keeps no
+        # flow-control windows, and its GOAWAY is followed by closing the connection.
 
     async def _open(self, frame: SynStream) -> None:
         if frame.stream_id % 2 == 0 or frame.stream_id <= self._last_stream_id:

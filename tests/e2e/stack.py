@@ -67,6 +67,13 @@ class Stack:
         return path
 
     def audit_events(self) -> list[dict[str, object]]:
+        """The per-request audit events (session events carry a `type` and are apart)."""
+        return [e for e in self._audit_lines() if "type" not in e]
+
+    def session_events(self) -> list[dict[str, object]]:
+        return [e for e in self._audit_lines() if "type" in e]
+
+    def _audit_lines(self) -> list[dict[str, object]]:
         if not self.audit_path.exists():
             return []
         return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line]
@@ -78,12 +85,18 @@ class Stack:
 
 
 async def wait_for_event(
-    stack: Stack, matches: Callable[[dict[str, object]], bool]
+    stack: Stack, matches: Callable[[dict[str, object]], bool], *, kind: str = "request"
 ) -> dict[str, object]:
-    """The newest audit event that `matches`, waiting (10 s at most) for it to be written."""
+    """The newest audit event that `matches`, waiting (10 s at most) for it to be written:
+    a request's event, or a session's (`kind` "session.start" or "session.end")."""
     with trio.fail_after(10):
         while True:
-            found = [e for e in stack.audit_events() if matches(e)]
+            events = (
+                stack.audit_events()
+                if kind == "request"
+                else [e for e in stack.session_events() if e["type"] == kind]
+            )
+            found = [e for e in events if matches(e)]
             if found:
                 return found[-1]
             await trio.sleep(0.05)  # the audit log is a file: there is nothing to wait on
@@ -94,15 +107,26 @@ async def event_for(stack: Stack, audit_id: str) -> dict[str, object]:
     return await wait_for_event(stack, lambda e: e["audit_id"] == audit_id)
 
 
+def kubectl_env(kubeconfig: Path, *, http1: bool = False) -> dict[str, str]:
+    env = {**os.environ, "HOME": str(kubeconfig.parent), "KUBECONFIG": str(kubeconfig)}
+    if http1:
+        env["DISABLE_HTTP2"] = "true"  # client-go's switch: the same kubectl over HTTP/1.1
+    return env
+
+
+def kubectl_argv(kubeconfig: Path, *args: str) -> list[str]:
+    cache = kubeconfig.parent / "kube-cache"
+    return [KUBECTL, "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args]
+
+
 async def kubectl(
-    kubeconfig: Path, *args: str, check: bool = False, stdin: bytes = b""
+    kubeconfig: Path, *args: str, check: bool = False, stdin: bytes = b"", http1: bool = False
 ) -> subprocess.CompletedProcess[bytes]:
     """Run the real kubectl against the gateway, with its own discovery cache."""
-    cache = kubeconfig.parent / "kube-cache"
-    env = {**os.environ, "HOME": str(kubeconfig.parent), "KUBECONFIG": str(kubeconfig)}
+    env = kubectl_env(kubeconfig, http1=http1)
     with trio.fail_after(60):
         return await trio.run_process(
-            [KUBECTL, "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args],
+            kubectl_argv(kubeconfig, *args),
             capture_stdout=True,
             capture_stderr=True,
             check=check,
@@ -133,8 +157,13 @@ async def start_stack(
     limits: dict[str, float] | None = None,
     upstream: Handle | None = None,
     cluster_rbac: Mapping[str, Sequence[Rule]] | None = None,
+    cluster_version: tuple[int, int] = (1, 32),
+    provider: Mapping[str, object] | None = None,
 ) -> Stack:
-    """The sandbox cluster (or `upstream` in its place), the issuer and the gateway."""
+    """The sandbox cluster (or `upstream` in its place), the issuer and the gateway.
+
+    `provider` overrides fields of the gateway's identity provider entry, e.g. `issuer` and
+    `audiences` to trust another OpenID provider than the development issuer."""
     leaf = ca.issue_cert("127.0.0.1", "localhost")
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
@@ -143,7 +172,9 @@ async def start_stack(
     issuer = DevIssuer()
     await nursery.start(partial(issuer.serve, ssl_context=_tls_context(leaf)))
 
-    cluster = SandboxCluster(tokens={CLUSTER_TOKEN: GATEWAY_USER}, rbac=cluster_rbac)
+    cluster = SandboxCluster(
+        tokens={CLUSTER_TOKEN: GATEWAY_USER}, rbac=cluster_rbac, version=cluster_version
+    )
     bound = await nursery.start(
         partial(
             serve,
@@ -173,6 +204,7 @@ async def start_stack(
                     "groups_claim": "groups",
                     "signing_algs": ["RS256", "PS256", "ES256"],
                     "ca_file": "ca.pem",
+                    **(provider or {}),
                 }
             ]
         },
@@ -241,7 +273,7 @@ async def start_stack(
                 "allow": [{"verbs": ["*"], "non_resource_urls": ["*"]}],
             },
         ],
-        "audit": {"sink": "audit.jsonl"},
+        "audit": {"sink": "audit.jsonl", "recordings_dir": "recordings"},
         "limits": limits or {},
     }
     config_path = tmp / "gateway.yaml"

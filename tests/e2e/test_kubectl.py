@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 import trio
 
-from tests.e2e.stack import KUBECTL, Stack, kubectl, wait_for_event
+from tests.e2e.stack import Stack, kubectl, kubectl_argv, kubectl_env, wait_for_event
 
+BOTH_HTTP_VERSIONS = pytest.mark.parametrize("http1", [False, True], ids=["h2", "http1.1"])
 READER = ("ai-agents-readonly",)
 ADMIN = ("platform-admins",)
 
@@ -21,9 +23,10 @@ async def test_get_raw_reaches_the_cluster_through_the_prefix(stack: Stack) -> N
     assert stack.cluster.seen[-1].target == "/version"
 
 
-async def test_get_pods_uses_discovery_and_prints_the_table(stack: Stack) -> None:
+@BOTH_HTTP_VERSIONS
+async def test_get_pods_uses_discovery_and_prints_the_table(stack: Stack, http1: bool) -> None:
     kc = stack.kubeconfig(stack.token("agent-7", READER))
-    result = await kubectl(kc, "get", "pods", check=True)
+    result = await kubectl(kc, "get", "pods", check=True, http1=http1)
     lines = result.stdout.decode().splitlines()
     assert lines[0].split()[:3] == ["NAME", "READY", "STATUS"]
     assert {line.split()[0] for line in lines[1:]} == {"web-1", "web-2"}
@@ -75,23 +78,15 @@ async def test_allowed_delete_reaches_the_cluster_with_the_service_credential(st
     )
 
 
-async def test_watch_delivers_each_event_before_the_stream_ends(stack: Stack) -> None:
+@BOTH_HTTP_VERSIONS
+async def test_watch_delivers_each_event_before_the_stream_ends(stack: Stack, http1: bool) -> None:
     reader = stack.kubeconfig(stack.token("agent-7", READER), name="reader")
     admin = stack.kubeconfig(stack.token("admin-1", ADMIN), name="admin")
     async with trio.open_nursery() as nursery:
         process = await nursery.start(
             lambda task_status: trio.run_process(  # noqa: ASYNC105 - awaited by nursery.start
-                [
-                    KUBECTL,
-                    "--kubeconfig",
-                    str(reader),
-                    "--cache-dir",
-                    str(stack.tmp / "c1"),
-                    "get",
-                    "pods",
-                    "-w",
-                    "--no-headers",
-                ],
+                kubectl_argv(reader, "get", "pods", "-w", "--no-headers"),
+                env=kubectl_env(reader, http1=http1),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 check=False,
@@ -111,6 +106,7 @@ async def test_watch_delivers_each_event_before_the_stream_ends(stack: Stack) ->
     # The gateway writes the event once it sees the client go.
     watch = await wait_for_event(stack, lambda e: e["verb"] == "watch")
     assert watch["ended_by"] == "client"
+    assert watch["http_version"] == ("1.1" if http1 else "2")
     assert watch["bytes_out"] > 0
 
 

@@ -365,7 +365,8 @@ def test_provider_unknown_key_lists_the_expected_keys(tmp_path: Path) -> None:
         "colour",
         "identity.providers[0].colour: unknown key (expected one of: name, issuer, audiences, "
         "username_claim, username_prefix, groups_claim, groups_prefix, required_claims, "
-        "signing_algs, ca_file)",
+        "signing_algs, ca_file, authorized_party, max_token_age, email_verified_required, "
+        "uid_claim, extra_claims, allow_system_prefix)",
     )
 
 
@@ -513,6 +514,180 @@ def test_provider_defaults_are_those_of_the_settings_type(tmp_path: Path) -> Non
     assert provider == Provider(
         name="corp-sso", issuer="https://idp.example.com", audiences=("l7proxy",)
     )
+
+
+TOKEN_RULES = """\
+      authorized_party: kubectl
+      max_token_age: 3600
+      email_verified_required: false
+      uid_claim: oid
+      extra_claims:
+        example.com/tenant: tenant
+        acme.io/teams: org.teams
+      allow_system_prefix: true
+"""
+
+
+def with_provider_keys(text: str) -> str:
+    return variant("      audiences: [l7proxy]\n", "      audiences: [l7proxy]\n" + text)
+
+
+def test_provider_token_rules_load(tmp_path: Path) -> None:
+    provider = load(tmp_path, with_provider_keys(TOKEN_RULES)).providers[0]
+    assert provider == Provider(
+        name="corp-sso",
+        issuer="https://idp.example.com",
+        audiences=("l7proxy",),
+        authorized_party="kubectl",
+        max_token_age=3600.0,
+        email_verified_required=False,
+        uid_claim="oid",
+        extra_claims=(("example.com/tenant", "tenant"), ("acme.io/teams", "org.teams")),
+        allow_system_prefix=True,
+    )
+
+
+def test_provider_token_rule_defaults(tmp_path: Path) -> None:
+    provider = load(tmp_path, BASE).providers[0]
+    assert provider.authorized_party is None
+    assert provider.max_token_age is None
+    assert provider.email_verified_required is True
+    assert provider.uid_claim == "sub"
+    assert provider.extra_claims == ()
+    assert provider.allow_system_prefix is False
+
+
+def test_empty_uid_claim_means_no_uid(tmp_path: Path) -> None:
+    provider = load(tmp_path, with_provider_keys('      uid_claim: ""\n')).providers[0]
+    assert provider.uid_claim == ""
+
+
+def test_provider_max_token_age_may_be_fractional(tmp_path: Path) -> None:
+    provider = load(tmp_path, with_provider_keys("      max_token_age: 90.5\n")).providers[0]
+    assert provider.max_token_age == 90.5
+
+
+@pytest.mark.parametrize(
+    ("line", "marker", "message"),
+    [
+        (
+            '      authorized_party: ""\n',
+            "authorized_party",
+            "identity.providers[0].authorized_party: expected a non-empty string",
+        ),
+        (
+            "      authorized_party: [kubectl]\n",
+            "authorized_party",
+            "identity.providers[0].authorized_party: expected a string, got a list",
+        ),
+        (
+            "      max_token_age: 0\n",
+            "max_token_age",
+            "identity.providers[0].max_token_age: expected a number > 0, got 0",
+        ),
+        (
+            "      max_token_age: -5\n",
+            "max_token_age",
+            "identity.providers[0].max_token_age: expected a number > 0, got -5",
+        ),
+        (
+            "      max_token_age: 1h\n",
+            "max_token_age",
+            "identity.providers[0].max_token_age: expected a number > 0, got '1h'",
+        ),
+        (
+            "      email_verified_required: no-thanks\n",
+            "email_verified_required",
+            "identity.providers[0].email_verified_required: expected true or false, "
+            "got 'no-thanks'",
+        ),
+        (
+            "      allow_system_prefix: 1\n",
+            "allow_system_prefix",
+            "identity.providers[0].allow_system_prefix: expected true or false, got 1",
+        ),
+        (
+            "      uid_claim: 7\n",
+            "uid_claim",
+            "identity.providers[0].uid_claim: expected a string, got 7 "
+            "(quote it to make it a string)",
+        ),
+        (
+            "      extra_claims: [tenant]\n",
+            "extra_claims",
+            "identity.providers[0].extra_claims: expected a mapping, got a list",
+        ),
+        (
+            "      extra_claims:\n        tenant: tenant\n",
+            "tenant: tenant",
+            "identity.providers[0].extra_claims.tenant: expected an extra key that is a "
+            "lowercase domain-prefixed path, e.g. example.com/tenant, got 'tenant'",
+        ),
+        (
+            "      extra_claims:\n        Example.com/Tenant: tenant\n",
+            "Example.com",
+            "identity.providers[0].extra_claims.Example.com/Tenant: expected an extra key that "
+            "is a lowercase domain-prefixed path, e.g. example.com/tenant, got "
+            "'Example.com/Tenant'",
+        ),
+        (
+            "      extra_claims:\n        example.com/: tenant\n",
+            "example.com/:",
+            "identity.providers[0].extra_claims.example.com/: expected an extra key that is a "
+            "lowercase domain-prefixed path, e.g. example.com/tenant, got 'example.com/'",
+        ),
+        (
+            "      extra_claims:\n        k8s.io/tenant: tenant\n",
+            "k8s.io",
+            "identity.providers[0].extra_claims.k8s.io/tenant: the domain 'k8s.io' is "
+            "reserved for Kubernetes; use your own domain",
+        ),
+        (
+            "      extra_claims:\n        authentication.kubernetes.io/x: tenant\n",
+            "kubernetes.io",
+            "identity.providers[0].extra_claims.authentication.kubernetes.io/x: the domain "
+            "'authentication.kubernetes.io' is reserved for Kubernetes; use your own domain",
+        ),
+        (
+            '      extra_claims:\n        example.com/tenant: ""\n',
+            "example.com/tenant",
+            "identity.providers[0].extra_claims.example.com/tenant: expected a non-empty string",
+        ),
+        (
+            "      extra_claims:\n        example.com/tenant: [a, b]\n",
+            "example.com/tenant",
+            "identity.providers[0].extra_claims.example.com/tenant: expected a string, got a list",
+        ),
+    ],
+)
+def test_provider_token_rule_errors_are_located(
+    tmp_path: Path, line: str, marker: str, message: str
+) -> None:
+    assert_error(tmp_path, with_provider_keys(line), marker, message)
+
+
+def test_duplicate_extra_key_is_refused(tmp_path: Path) -> None:
+    text = with_provider_keys(
+        "      extra_claims:\n        example.com/t: a\n        example.com/t: b\n"
+    )
+    path = write(tmp_path, text)
+    assert error(path) == (
+        f"{path}:12: identity.providers[0].extra_claims.example.com/t: duplicate key "
+        "(first at line 11)"
+    )
+
+
+def test_summary_names_the_token_rules(tmp_path: Path) -> None:
+    lines = summarize(load(tmp_path, with_provider_keys(TOKEN_RULES))).splitlines()
+    assert (
+        "    uid from claim 'oid'; extra: example.com/tenant <- 'tenant', acme.io/teams <- "
+        "'org.teams'; azp: 'kubectl'; max token age: 3600s; email_verified ignored; system: "
+        "names allowed"
+    ) in lines
+    assert (
+        "    uid from claim 'sub'; extra: none; azp: any; max token age: none; email_verified "
+        "required; system: names refused"
+    ) in summarize(load(tmp_path, BASE)).splitlines()
 
 
 # --- connections -------------------------------------------------------------------------

@@ -125,3 +125,31 @@ async def test_goaway_refuses_new_streams_and_ends_the_session(
         while not client.goaway_received and not client.closed:
             await client.window_opened.wait()  # fired by every GOAWAY and connection end
     assert not client.can_open_stream
+
+
+async def test_a_body_that_arrives_with_its_headers_is_still_a_body() -> None:
+    """HEADERS and DATA+END_STREAM in one read must not look like a body-less request."""
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = H2Session(server_end, client_side=False)
+    client = H2Session(client_end, client_side=True)
+    seen: list[tuple[bool, bytes]] = []
+
+    async def record(stream: H2Stream) -> None:
+        body = await _read_all(stream)
+        seen.append((stream.bodyless, body))
+        await stream.send_headers([(b":status", b"204")], end_stream=True)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await server.start()
+            await client.start()
+            nursery.start_soon(server.run, record)
+            nursery.start_soon(client.run)
+            stream = await client.open_stream(_request(), end_stream=False)
+            await stream.send(b"payload")  # coalesced with the HEADERS into one write
+            await stream.end()
+            await stream.head_received.wait()
+            empty = await client.open_stream(_request(), end_stream=True)
+            await empty.head_received.wait()
+            nursery.cancel_scope.cancel()
+    assert seen == [(False, b"payload"), (True, b"")]

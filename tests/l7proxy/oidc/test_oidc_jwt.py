@@ -26,6 +26,7 @@ from l7proxy.oidc.jwt import (
     UnknownKey,
     claims_to_identity,
     peek_issuer,
+    valid_until,
     verify,
 )
 from l7proxy.settings import Provider
@@ -462,7 +463,178 @@ def test_identity_refuses_malformed_groups(groups: object) -> None:
 def test_identity_required_claims() -> None:
     provider = replace(PROVIDER, required_claims=(("hd", "example.com"), ("tier", "gold")))
     assert claims_to_identity(claims(hd="example.com", tier="gold"), provider).username == "alice"
-    with pytest.raises(TokenRejected, match="token claim 'tier' does not have the required"):
+    with pytest.raises(
+        TokenRejected, match="token has no 'tier' claim, which this provider requires"
+    ):
         claims_to_identity(claims(hd="example.com"), provider)
     with pytest.raises(TokenRejected, match="token claim 'hd' does not have the required"):
         claims_to_identity(claims(hd="evil.com", tier="gold"), provider)
+
+
+# --- every asymmetric algorithm, with key type and curve matching it ----------------------
+
+P256_PRIVATE = ec.generate_private_key(ec.SECP256R1())
+P521_PRIVATE = ec.generate_private_key(ec.SECP521R1())
+ALL_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+EVERY_ALG = replace(PROVIDER, signing_algs=ALL_ALGS)
+ALL_KEYS = KeySet.from_jwks(
+    {
+        "keys": [
+            _jwk(JWKRSA(key=RSA_PRIVATE.public_key()), "rsa"),
+            _jwk(JWKEC(key=P256_PRIVATE.public_key()), "p256"),
+            _jwk(JWKEC(key=P384_PRIVATE.public_key()), "p384"),
+            _jwk(JWKEC(key=P521_PRIVATE.public_key()), "p521"),
+        ]
+    }
+)
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+_EC_KEYS = {"ES256": (P256_PRIVATE, 32), "ES384": (P384_PRIVATE, 48), "ES512": (P521_PRIVATE, 66)}
+_EC_KIDS = {"ES256": "p256", "ES384": "p384", "ES512": "p521"}
+
+
+def signer(alg: str, ec_key: str | None = None) -> Callable[[bytes], bytes]:
+    """A raw JWS signature for `alg` (PS* with a digest-length salt, as RFC 7518 says)."""
+    digest = _HASHES[alg[2:]]
+    if alg.startswith("RS"):
+        return lambda m: RSA_PRIVATE.sign(m, padding.PKCS1v15(), digest())
+    if alg.startswith("PS"):
+        pss = padding.PSS(mgf=padding.MGF1(digest()), salt_length=digest().digest_size)
+        return lambda m: RSA_PRIVATE.sign(m, pss, digest())
+    private, size = _EC_KEYS[ec_key or alg]
+
+    def sign(message: bytes) -> bytes:
+        r, s = decode_dss_signature(private.sign(message, ec.ECDSA(digest())))
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+    return sign
+
+
+@pytest.mark.parametrize("alg", ALL_ALGS)
+def test_accepts_every_asymmetric_algorithm(alg: str) -> None:
+    kid = _EC_KIDS.get(alg, "rsa")
+    token = forge({"alg": alg, "kid": kid}, claims(), signer(alg))
+    assert verify(token, provider=EVERY_ALG, keys=ALL_KEYS, now=NOW)["sub"] == "alice"
+    without_kid = forge({"alg": alg}, claims(), signer(alg))  # the fitting key is found
+    assert verify(without_kid, provider=EVERY_ALG, keys=ALL_KEYS, now=NOW)["sub"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("alg", "kid"),
+    [("ES256", "p384"), ("ES384", "p521"), ("ES512", "p256"), ("ES256", "rsa"), ("RS512", "p521")],
+)
+def test_key_type_and_curve_must_match_the_algorithm(alg: str, kid: str) -> None:
+    token = forge({"alg": alg, "kid": kid}, claims(), lambda m: b"\x00" * 64)
+    reason = rejected(token, keys=ALL_KEYS, provider=EVERY_ALG).reason
+    assert reason == f"signing key {kid!r} does not fit algorithm {alg!r}"
+
+
+def test_es512_signature_by_a_p256_key_is_refused_without_kid() -> None:
+    token = forge({"alg": "ES512"}, claims(), signer("ES512", ec_key="ES256"))
+    assert rejected(token, keys=ALL_KEYS, provider=EVERY_ALG).reason == "signature does not verify"
+
+
+@pytest.mark.parametrize("alg", ["HS384", "HS512", "None", "NONE", "EdDSA", "RSA-OAEP", ""])
+def test_refuses_other_algorithms_whatever_the_allowlist(alg: str) -> None:
+    token = forge({"alg": alg, "kid": "rsa"}, claims(), rs256)
+    misconfigured = replace(EVERY_ALG, signing_algs=(*ALL_ALGS, alg))
+    reason = rejected(token, keys=ALL_KEYS, provider=misconfigured).reason
+    assert reason == f"token signed with algorithm {alg!r}, which is not accepted"
+
+
+def test_embedded_jwk_header_is_never_trusted() -> None:
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = forge(
+        {"alg": "RS256", "kid": "rsa", "jwk": JWKRSA(key=attacker.public_key()).to_json()},
+        claims(),
+        lambda m: attacker.sign(m, padding.PKCS1v15(), hashes.SHA256()),
+    )
+    assert rejected(token, keys=ALL_KEYS).reason == "signature does not verify"
+
+
+# --- token types: ID tokens and RFC 9068 access tokens -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typ", ["JWT", "jwt", "at+jwt", "AT+JWT", "application/at+jwt", "application/jwt", None]
+)
+def test_accepts_id_and_access_token_types(typ: str | None) -> None:
+    header: dict[str, object] = {"alg": "RS256", "kid": "forge-rsa"}
+    if typ is not None:
+        header["typ"] = typ
+    token = forge(header, claims(client_id="ci-agent"), rs256)
+    assert verify(token, provider=PROVIDER, keys=FORGED_KEYS, now=NOW)["sub"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "typ", ["dpop+jwt", "logout+jwt", "secevent+jwt", "application/jose", "JWE", ""]
+)
+def test_refuses_tokens_minted_for_other_purposes(typ: str) -> None:
+    token = forge({"alg": "RS256", "kid": "forge-rsa", "typ": typ}, claims(), rs256)
+    assert rejected(token).reason == (
+        f"token type {typ!r} is not accepted: expected an ID token or a JWT access token "
+        "(typ JWT or at+jwt)"
+    )
+
+
+def test_refuses_non_string_typ() -> None:
+    token = forge({"alg": "RS256", "kid": "forge-rsa", "typ": 1}, claims(), rs256)
+    assert rejected(token).reason == "malformed token"
+
+
+def test_dev_issuer_access_token_verifies(dev: DevIssuer, keys: KeySet) -> None:
+    token = dev.mint("ci-agent", typ="at+jwt", now=NOW, extra_claims={"client_id": "ci"})
+    assert verify(token, provider=PROVIDER, keys=keys, now=NOW)["client_id"] == "ci"
+
+
+# --- authorized party -----------------------------------------------------------------------
+
+AZP = replace(PROVIDER, authorized_party="kubectl")
+
+
+def test_azp_must_equal_the_configured_authorized_party() -> None:
+    assert verify(signed(azp="kubectl"), provider=AZP, keys=FORGED_KEYS, now=NOW)["sub"] == "alice"
+    assert rejected(signed(azp="other-app"), provider=AZP).reason == (
+        "token was issued to another client: its authorized party (azp) is not 'kubectl'"
+    )
+    assert rejected(signed(azp=["kubectl"]), provider=AZP).reason.startswith(
+        "token was issued to another client"
+    )
+    assert rejected(signed(), provider=AZP).reason == (
+        "token has no authorized party (azp); this provider requires 'kubectl'"
+    )
+
+
+def test_azp_is_not_checked_unless_configured() -> None:
+    assert verify(signed(azp="anything"), provider=PROVIDER, keys=FORGED_KEYS, now=NOW)
+
+
+# --- maximum token age ---------------------------------------------------------------------
+
+AGED = replace(PROVIDER, max_token_age=300)
+
+
+def test_max_token_age_bounds_now_minus_iat() -> None:
+    token = signed(iat=int(NOW) - 300, exp=int(NOW) + 3600)
+    assert verify(token, provider=AGED, keys=FORGED_KEYS, now=NOW, leeway=0)["sub"] == "alice"
+    old = signed(iat=int(NOW) - 301, exp=int(NOW) + 3600)
+    reason = rejected(old, provider=AGED, now=NOW + 30).reason  # past the 30 s leeway too
+    assert reason == "token was issued more than 300s ago (max_token_age): get a fresh one"
+    with pytest.raises(TokenRejected, match="max_token_age"):
+        verify(old, provider=AGED, keys=FORGED_KEYS, now=NOW, leeway=0)
+
+
+def test_max_token_age_requires_iat() -> None:
+    reason = rejected(signed(iat=None), provider=AGED).reason
+    assert reason == "token has no issue time (iat), which this provider's max_token_age requires"
+    assert verify(signed(iat=None), provider=PROVIDER, keys=FORGED_KEYS, now=NOW)  # unbounded
+
+
+def test_valid_until_is_exp_or_the_age_bound_whichever_is_first() -> None:
+    token_claims = claims(iat=int(NOW), exp=int(NOW) + 3600)
+    assert valid_until(token_claims, PROVIDER) == NOW + 3600
+    assert valid_until(token_claims, AGED) == NOW + 300
+    assert valid_until(claims(exp=int(NOW) + 60), AGED) == NOW + 60

@@ -13,9 +13,10 @@ import trio.testing
 import trustme
 
 from l7proxy.devissuer import EC_KID, RSA_KID, DevIssuer
+from l7proxy.oidc import keys as keys_module
 from l7proxy.oidc.fetch import FetchError
 from l7proxy.oidc.jwt import KeySet
-from l7proxy.oidc.keys import ProviderKeys
+from l7proxy.oidc.keys import ProviderKeys, cache_lifetime
 from l7proxy.settings import Provider
 
 DISCOVERY = "/.well-known/openid-configuration"
@@ -72,7 +73,7 @@ async def test_unknown_kid_refresh_is_single_flight(
             nursery.start_soon(refresh)
     assert len(seen) == 20
     assert all(new_kid in kids(keys) for keys in seen)
-    assert issuer.requests == {DISCOVERY: 2, JWKS: 2}
+    assert issuer.requests == {DISCOVERY: 1, JWKS: 2}  # discovery is still fresh
 
 
 async def test_refresh_is_rate_limited(
@@ -173,3 +174,132 @@ async def test_cancelled_fetch_lets_the_next_caller_fetch(
         with trio.move_on_after(0.2):  # the caller goes away mid-fetch
             await provider_keys.keys()
         assert connections == attempt  # a cancelled attempt neither counts nor rate-limits
+
+
+# --- cache lifetimes from the provider's headers ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "lifetime"),
+    [
+        ({}, 3600),
+        ({"cache-control": "public, max-age=600"}, 600),
+        ({"cache-control": 'max-age="900"'}, 900),
+        ({"cache-control": "Max-Age=1200, must-revalidate"}, 1200),
+        ({"cache-control": "max-age=600", "age": "100"}, 500),
+        ({"cache-control": "max-age=5"}, 300),  # bounded below
+        ({"cache-control": "max-age=31536000"}, 86400),  # bounded above
+        ({"cache-control": "no-store"}, 300),
+        ({"cache-control": "no-cache, max-age=600"}, 300),
+        ({"cache-control": "max-age=soon"}, 3600),
+        ({"cache-control": "max-age=-1"}, 3600),
+    ],
+)
+def test_cache_lifetime(headers: dict[str, str], lifetime: float) -> None:
+    assert cache_lifetime(headers, default=3600, minimum=300, maximum=86400) == lifetime
+
+
+async def test_keys_follow_the_jwks_cache_headers(
+    issuer: DevIssuer, provider: Provider, mock_clock: trio.testing.MockClock
+) -> None:
+    issuer.cache_control = "public, max-age=600"
+    provider_keys = ProviderKeys(provider, max_age=3600)
+    await provider_keys.keys()
+    issuer.rotate(drop_old=True)
+    mock_clock.jump(599)
+    assert RSA_KID in kids(await provider_keys.keys())
+    mock_clock.jump(2)
+    assert RSA_KID not in kids(await provider_keys.keys())
+    assert issuer.requests == {DISCOVERY: 2, JWKS: 2}
+
+
+@pytest.mark.parametrize(("cache_control", "bound"), [("max-age=1", 300), ("no-store", 300)])
+async def test_cache_headers_cannot_force_a_fetch_per_token(
+    issuer: DevIssuer,
+    provider: Provider,
+    mock_clock: trio.testing.MockClock,
+    cache_control: str,
+    bound: float,
+) -> None:
+    issuer.cache_control = cache_control
+    provider_keys = ProviderKeys(provider)
+    for _ in range(5):
+        await provider_keys.keys()
+        mock_clock.jump(bound / 10)
+    assert issuer.requests[JWKS] == 1
+    mock_clock.jump(bound)
+    await provider_keys.keys()
+    assert issuer.requests[JWKS] == 2
+
+
+async def test_cache_headers_cannot_keep_keys_beyond_a_day(
+    issuer: DevIssuer, provider: Provider, mock_clock: trio.testing.MockClock
+) -> None:
+    issuer.cache_control = "max-age=31536000, immutable"
+    provider_keys = ProviderKeys(provider)
+    await provider_keys.keys()
+    issuer.rotate(drop_old=True)
+    mock_clock.jump(86399)
+    assert RSA_KID in kids(await provider_keys.keys())
+    mock_clock.jump(2)
+    assert RSA_KID not in kids(await provider_keys.keys())
+
+
+async def test_unchanged_keys_keep_their_identity(
+    issuer: DevIssuer, provider: Provider, mock_clock: trio.testing.MockClock
+) -> None:
+    provider_keys = ProviderKeys(provider, max_age=60)
+    first = await provider_keys.keys()
+    mock_clock.jump(61)
+    assert await provider_keys.keys() is first  # refetched, equal: the same object
+    assert issuer.requests[JWKS] == 2
+    issuer.rotate()
+    mock_clock.jump(61)
+    assert await provider_keys.keys() is not first
+
+
+async def test_removed_key_is_gone_after_a_forced_refresh(
+    issuer: DevIssuer, provider: Provider, mock_clock: trio.testing.MockClock
+) -> None:
+    provider_keys = ProviderKeys(provider)
+    assert provider_keys.cached is None
+    await provider_keys.keys()
+    new_kid = issuer.rotate(drop_old=True)
+    mock_clock.jump(11)
+    keys = await provider_keys.refresh_for_unknown_kid()
+    assert kids(keys) == {new_kid, EC_KID}
+    assert provider_keys.cached is keys
+
+
+async def test_failed_jwks_fetch_rediscovers_next_time(
+    monkeypatch: pytest.MonkeyPatch, mock_clock: trio.testing.MockClock
+) -> None:
+    """A provider that moved its JWKS: the stale jwks_uri fails once, then discovery is redone."""
+    dev = DevIssuer("https://idp.test")
+    jwks_uri = "https://idp.test/jwks"
+    fetched: list[str] = []
+
+    async def fetch(url: str, **_: object) -> tuple[dict[str, object], dict[str, str]]:
+        fetched.append(url)
+        if url.endswith("/openid-configuration"):
+            return {"issuer": dev.issuer, "jwks_uri": jwks_uri}, {}
+        if url != jwks_uri:
+            raise FetchError(f"{url} answered HTTP 404")
+        return dev.jwks(), {}
+
+    monkeypatch.setattr(keys_module, "fetch_json", fetch)
+    provider_keys = ProviderKeys(Provider(name="d", issuer=dev.issuer, audiences=("a",)))
+    good = await provider_keys.keys()
+    jwks_uri = "https://idp.test/v2/jwks"
+    mock_clock.jump(11)
+    assert await provider_keys.refresh_for_unknown_kid() is good  # failed: old keys serve
+    mock_clock.jump(11)
+    await provider_keys.refresh_for_unknown_kid()
+    discovery = "https://idp.test/.well-known/openid-configuration"
+    assert fetched == [
+        discovery,
+        "https://idp.test/jwks",
+        "https://idp.test/jwks",
+        discovery,
+        "https://idp.test/v2/jwks",
+    ]

@@ -72,4 +72,4 @@ async def test_exec_attach_and_port_forward_ask_for_an_upgrade(call: Call) -> No
     for sub in ("exec?command=ls", "attach", "portforward?ports=80"):
         response = await call("POST", f"/api/v1/namespaces/default/pods/web-1/{sub}")
         assert response.status == 400
-        assert response.json()["message"] == "upgrade required"
+        assert response.json()["message"] == "Upgrade request required"

@@ -1,15 +1,21 @@
-"""The real kubectl straight against the sandbox over TLS: port-forward through the WebSocket
-tunnel (kubectl 1.32) and over plain SPDY/3.1 (kubectl 1.29), and exec over SPDY (1.29).
+"""pods/portforward, and pods/exec for old clients, over SPDY/3.1: first frame by frame in
+memory, then the real kubectl straight against the sandbox over TLS — port-forward through
+the WebSocket tunnel (kubectl 1.32) and over plain SPDY (1.29), exec over SPDY (1.29).
 
 /usr/bin/kubectl runs the client matching the server's minor version, so the sandbox's
 `version` picks which client — and which protocol — is exercised."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import pty
 import re
 import ssl
+import struct
 import subprocess
+import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,10 +27,11 @@ import trio
 import trustme
 import yaml
 
-from l7proxy.exchange import ClientDisconnected, RequestHead, UpgradedStream
+from l7proxy.exchange import ClientDisconnected, RequestHead, UpgradedStream, UpgradeNotPossible
 from l7proxy.listener import serve
 from l7proxy.sandbox import SandboxCluster
 from l7proxy.settings import Limits
+from protocols.k8s_channels import TerminalSize
 from protocols.spdy import (
     Data,
     Frame,
@@ -48,7 +55,7 @@ KUBECTL = "/usr/bin/kubectl"
 LARGE = os.urandom(300_000)  # several DATA frames each way
 TOKEN = "sandbox-token"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="needs kubectl")
+needs_kubectl = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="needs kubectl")
 
 
 @dataclass
@@ -279,6 +286,26 @@ async def test_port_forward_refusals_are_statuses(
     assert message in exchange.json()["message"]
 
 
+class _CannotSwitch(UpgradeExchange):
+    async def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedStream:
+        raise UpgradeNotPossible("HTTP/2 cannot switch protocols")
+
+
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [
+        (PORTFORWARD, SPDY_UPGRADE),
+        ("/api/v1/namespaces/default/pods/web-1/exec?command=true", None),
+    ],
+)
+async def test_an_exchange_that_cannot_switch_is_answered_400(
+    cluster: SandboxCluster, target: str, headers: list[tuple[bytes, bytes]] | None
+) -> None:
+    exchange = _CannotSwitch(target, headers or EXEC_UPGRADE)
+    await cluster.handle(exchange)
+    assert (exchange.status, exchange.json()["message"]) == (400, "Upgrade request required")
+
+
 # -- in memory: SPDY tunnelled in WebSocket binary messages ------------------------------
 
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -320,8 +347,8 @@ async def test_spdy_rides_in_binary_messages_split_anywhere(cluster: SandboxClus
             await exchange.to_server_send.send(chunk)
         await exchange.to_server_send.send(encode_frame(Opcode.PING, b"hi", mask_key=MASK))
         events = await _ws_events(exchange, server_frames, 4)
-        assert events[3] == WsPong(b"hi")
-        payload = b"".join(e.payload for e in events[:3] if isinstance(e, WsMessage))
+        assert WsPong(b"hi") in events  # the echo task may answer before or after it
+        payload = b"".join(e.payload for e in events if isinstance(e, WsMessage))
         assert client_codec.receive_data(payload) == [
             SynReply(1, ()),
             SynReply(3, ()),
@@ -366,6 +393,133 @@ async def test_websocket_refusals_are_statuses(
     cluster: SandboxCluster, headers: list[tuple[bytes, bytes]], status: int, message: str
 ) -> None:
     exchange = _ws_exchange(headers)
+    await cluster.handle(exchange)
+    assert exchange.status == status
+    assert message in exchange.json()["message"]
+
+
+# -- in memory: exec and attach over SPDY, one stream per channel ----------------------
+
+EXEC = "/api/v1/namespaces/default/pods/web-1/exec"
+EXEC_UPGRADE = [
+    (b"connection", b"Upgrade"),
+    (b"upgrade", b"SPDY/3.1"),
+    # client-go offers its protocols newest first, one header line each
+    (b"x-stream-protocol-version", b"v4.channel.k8s.io"),
+    (b"x-stream-protocol-version", b"v3.channel.k8s.io"),
+    (b"x-stream-protocol-version", b"v2.channel.k8s.io"),
+    (b"x-stream-protocol-version", b"channel.k8s.io"),
+]
+
+
+async def _open_streams(client: SpdyClient, *kinds: str) -> None:
+    """Open one stream per kind as client-go does: each waits for its reply."""
+    for number, kind in enumerate(kinds):
+        await client.send(SynStream(1 + 2 * number, ((b"streamtype", kind.encode()),)))
+        assert await client.receive() == SynReply(1 + 2 * number, ())
+
+
+async def test_exec_over_spdy_pipes_stdin_to_stdout_and_reports_success(
+    cluster: SandboxCluster,
+) -> None:
+    target = f"{EXEC}?command=cat&container=app&stdin=true&stdout=true&stderr=true"
+    async with _session(cluster, target, EXEC_UPGRADE) as client:
+        await _open_streams(client, "error", "stdin", "stdout", "stderr")
+        await client.send(Data(3, b"hello"), Data(3, b"", fin=True))
+        assert await client.receive_all(7) == [
+            Data(5, b"hello"),
+            Data(5, b"", fin=True),
+            Data(7, b"", fin=True),
+            Data(3, b"", fin=True),
+            Data(1, b'{"metadata":{},"status":"Success"}'),
+            Data(1, b"", fin=True),
+            GoAway(7),
+        ]
+        upgrade = client.exchange.upgrade_headers
+        assert upgrade[b"x-stream-protocol-version"] == b"v4.channel.k8s.io"
+
+
+async def test_exec_over_spdy_sends_the_exit_code_as_a_v4_status(
+    cluster: SandboxCluster,
+) -> None:
+    target = f"{EXEC}?command=sh&command=-c&command=exit%203&stdout=true&stderr=true"
+    async with _session(cluster, target, EXEC_UPGRADE) as client:
+        await _open_streams(client, "error", "stdout", "stderr")
+        frames = await client.receive_all(4)
+        assert frames[:2] == [Data(3, b"", fin=True), Data(5, b"", fin=True)]
+        status = frames[2]
+        assert isinstance(status, Data) and status.stream_id == 1
+        assert json.loads(status.data) == {
+            "metadata": {},
+            "status": "Failure",
+            "message": "command terminated with non-zero exit code: exit status 3",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": "3"}]},
+        }
+        assert frames[3] == Data(1, b"", fin=True)
+
+
+async def test_before_v4_the_error_stream_carries_text(cluster: SandboxCluster) -> None:
+    target = f"{EXEC}?command=false&stdout=true&stderr=false"
+    headers = [*EXEC_UPGRADE[:2], (b"x-stream-protocol-version", b"v2.channel.k8s.io")]
+    async with _session(cluster, target, headers) as client:
+        await _open_streams(client, "error", "stdout")
+        assert await client.receive_all(3) == [
+            Data(3, b"", fin=True),
+            Data(1, b"command terminated with non-zero exit code: exit status 1"),
+            Data(1, b"", fin=True),
+        ]
+
+
+async def _screen_until(client: SpdyClient, end: bytes) -> bytes:
+    """What the terminal printed (the stdout stream, id 5) until it shows `end`."""
+    screen = b""
+    while not screen.endswith(end):
+        frame = await client.receive()
+        assert isinstance(frame, Data) and frame.stream_id == 5 and frame.data
+        screen += frame.data
+    return screen
+
+
+async def test_a_tty_session_reads_resizes_and_keystrokes(cluster: SandboxCluster) -> None:
+    sizes = cluster.exec.runtime("default", "web-1").terminal_sizes
+    target = f"{EXEC}?command=sh&stdin=true&stdout=true&tty=true"
+    async with _session(cluster, target, EXEC_UPGRADE) as client:
+        await _open_streams(client, "error", "stdin", "stdout", "resize")
+        await client.send(Data(7, b'{"Width":100,"Height":30}\n{"Width":132,'))
+        await client.send(Data(7, b'"Height":43}\n'), Data(3, b"echo hi\r"))
+        assert await _screen_until(client, b"hi\r\n$ ") == b"$ echo hi\r\nhi\r\n$ "
+        await client.send(Data(3, b"exit 4\r"))
+        assert await _screen_until(client, b"\r\n") == b"exit 4\r\n"
+        assert await client.receive() == Data(5, b"", fin=True)
+        assert list(sizes)[-2:] == [TerminalSize(100, 30), TerminalSize(132, 43)]
+        frames = await client.receive_all(4)
+        assert frames[:2] == [Data(3, b"", fin=True), Data(7, b"", fin=True)]
+        assert isinstance(frames[2], Data) and b'"message":"4"' in frames[2].data
+
+
+async def test_streams_that_never_come_end_the_session(
+    cluster: SandboxCluster, autojump_clock: trio.abc.Clock
+) -> None:
+    target = f"{EXEC}?command=cat&stdin=true&stdout=true"
+    async with _session(cluster, target, EXEC_UPGRADE) as client:
+        await _open_streams(client, "error", "stdout", "unknown")
+        start = trio.current_time()
+        assert await client.receive(within=60) == GoAway(5)
+        assert trio.current_time() - start == pytest.approx(30)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        (EXEC_UPGRADE[:2], 400, "X-Stream-Protocol-Version is required"),
+        (EXEC_UPGRADE[:2] + EXEC_UPGRADE[-1:], 403, "unable to negotiate protocol"),
+    ],
+)
+async def test_spdy_exec_refusals_are_statuses(
+    cluster: SandboxCluster, headers: list[tuple[bytes, bytes]], status: int, message: str
+) -> None:
+    exchange = UpgradeExchange(f"{EXEC}?command=true", headers)
     await cluster.handle(exchange)
     assert exchange.status == status
     assert message in exchange.json()["message"]
@@ -432,12 +586,10 @@ async def _forwarded_port(process: trio.Process) -> int:
     """The local port kubectl reports (`Forwarding from 127.0.0.1:N -> 8080`)."""
     assert process.stdout is not None
     seen = b""
-    while b"\n" not in seen or not re.search(rb"127\.0\.0\.1:(\d+)", seen):
+    while (match := re.search(rb"127\.0\.0\.1:(\d+) ->", seen)) is None:
         chunk = await process.stdout.receive_some(4096)
         assert chunk, f"kubectl exited before forwarding: {seen!r}"
         seen += chunk
-    match = re.search(rb"127\.0\.0\.1:(\d+)", seen)
-    assert match is not None
     return int(match.group(1))
 
 
@@ -458,7 +610,7 @@ async def _port_forward(sandbox: Sandbox) -> tuple[bytes, bytes]:
     log = sandbox.kubeconfig.parent / "port-forward.log"
     with log.open("wb") as stderr:
         process = await trio.lowlevel.open_process(
-            sandbox.argv("port-forward", "pod/web-1", ":8080", "-v=4"),
+            sandbox.argv("port-forward", "pod/web-1", ":8080"),
             stdout=subprocess.PIPE,
             stderr=stderr,
             env=sandbox.env(),
@@ -477,6 +629,7 @@ async def _port_forward(sandbox: Sandbox) -> tuple[bytes, bytes]:
         await process.stdout.aclose()
 
 
+@needs_kubectl
 async def test_port_forward_over_plain_spdy_with_kubectl_1_29(
     start_sandbox: StartSandbox,
 ) -> None:
@@ -491,6 +644,7 @@ async def test_port_forward_over_plain_spdy_with_kubectl_1_29(
     assert dict(requests[0].headers)[b"user-agent"].startswith(b"kubectl/v1.29.")
 
 
+@needs_kubectl
 async def test_port_forward_through_the_websocket_tunnel_with_kubectl_1_32(
     start_sandbox: StartSandbox,
 ) -> None:
@@ -505,6 +659,7 @@ async def test_port_forward_through_the_websocket_tunnel_with_kubectl_1_32(
     assert dict(requests[0].headers)[b"user-agent"].startswith(b"kubectl/v1.32.")
 
 
+@needs_kubectl
 async def test_exec_over_spdy_with_kubectl_1_29(start_sandbox: StartSandbox) -> None:
     sandbox = await start_sandbox((1, 29))
     echoed = await sandbox.kubectl("exec", "-i", "web-1", "--", "cat", stdin=LARGE)
@@ -518,3 +673,47 @@ async def test_exec_over_spdy_with_kubectl_1_29(start_sandbox: StartSandbox) -> 
         ("POST", b"SPDY/3.1")
     }
     assert all(dict(r.headers)[b"user-agent"].startswith(b"kubectl/v1.29.") for r in requests)
+
+
+@needs_kubectl
+async def test_exec_tty_over_spdy_with_kubectl_1_29(start_sandbox: StartSandbox) -> None:
+    """`-it` from a pty: the window size arrives on the resize stream, keys on stdin."""
+    sandbox = await start_sandbox((1, 29))
+    sizes = sandbox.cluster.exec.runtime("default", "web-1").terminal_sizes
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    process = await trio.lowlevel.open_process(
+        sandbox.argv("exec", "-it", "web-1", "--", "sh"),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=sandbox.env(),
+        start_new_session=True,
+    )
+    os.close(terminal)
+    screen = trio.lowlevel.FdStream(controller)
+    try:
+        with trio.fail_after(30):
+            await _read_until(screen, b"$ ")
+            await _until(lambda: list(sizes)[-1:] == [TerminalSize(100, 30)])
+            await screen.send_all(b"echo hi\r")
+            await _read_until(screen, b"echo hi\r\nhi\r\n$ ")
+            await screen.send_all(b"exit 7\r")
+            assert await process.wait() == 7
+    finally:
+        process.kill()
+        await screen.aclose()
+
+
+async def _read_until(stream: trio.lowlevel.FdStream, text: bytes) -> None:
+    seen = b""
+    while text not in seen:
+        seen += await stream.receive_some()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll: the sandbox records resizes in a deque, there is nothing to wait on."""
+    while True:
+        if condition():
+            return
+        await trio.sleep(0.02)
