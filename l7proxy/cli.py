@@ -17,6 +17,7 @@ from l7proxy import __version__
 from l7proxy.config import ConfigError, load_config, summarize
 from l7proxy.connectors import UnsupportedConnection, UpstreamCredentialError, probe_static
 from l7proxy.demo import add_demo_arguments, run_demo
+from l7proxy.explain import ExplainError, Question, explain
 from l7proxy.login import (
     add_kubeconfig_arguments,
     add_login_arguments,
@@ -58,6 +59,17 @@ def _parser() -> argparse.ArgumentParser:
         help="also reach every connection's cluster with its credential (GET /version; "
         "for eks, each role assumed through STS)",
     )
+    explain = commands.add_parser(
+        "explain", help="show the decision the policies make for a user and a request"
+    )
+    explain.add_argument("--config", required=True, type=Path, metavar="FILE")
+    explain.add_argument("--user", required=True, metavar="USER")
+    explain.add_argument("--group", action="append", default=[], metavar="GROUP")
+    explain.add_argument("--connection", default="", metavar="NAME")
+    explain.add_argument("-n", "--namespace", default="", metavar="NS")
+    explain.add_argument("verb")
+    explain.add_argument("resource", help="e.g. pods, pods/log, deployments.apps, /version")
+    explain.add_argument("name", nargs="?", default="")
     replay = commands.add_parser("replay", help="play an exec/attach session recording")
     replay.add_argument("file", type=Path, metavar="FILE")
     replay.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
@@ -86,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.config, is_worker=args.worker)
         case "check-config":
             return _check_config(args.config, probe=args.probe)
+        case "explain":
+            return _explain(args)
         case "replay":
             return _replay(args.file, speed=args.speed, max_wait=args.max_wait)
         case "login":
@@ -97,6 +111,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         case _:
             sys.stderr.write(EXAMPLE_HINT)
             return 2
+
+
+def _explain(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        question = Question(
+            user=args.user,
+            groups=tuple(args.group),
+            verb=args.verb,
+            resource=args.resource,
+            name=args.name,
+            namespace=args.namespace,
+            connection=args.connection,
+        )
+        connection, decision = explain(config, question)
+    except (ConfigError, ExplainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    verdict = "allow" if decision.allowed else "deny"
+    print(f"{verdict}: {decision.reason}")
+    print(f"connection: {connection}")
+    if decision.policies:
+        print(f"policies: {', '.join(decision.policies)}")
+    if decision.allowed and decision.binding_user_role:
+        print(f"binding_user_role: {decision.binding_user_role}")
+    return 0 if decision.allowed else 1
 
 
 def _replay(path: Path, *, speed: float, max_wait: float) -> int:

@@ -76,3 +76,53 @@ async def test_serve_logs_json_answers_kubectl_and_stops_on_sigterm(stack: Stack
     assert token.encode() not in logs
     for line in logs.splitlines():
         json.loads(line)  # service logs are JSON lines
+
+
+async def _explain(stack: Stack, *args: str) -> subprocess.CompletedProcess[bytes]:
+    config = str(stack.tmp / "gateway.yaml")
+    return await trio.run_process(
+        [*L7PROXY, "explain", "--config", config, "--connection", "dev", *args],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+
+
+async def test_explain_prints_the_decision_and_its_rule_offline(stack: Stack) -> None:
+    reader = ("--user", "agent-7", "--group", "ai-agents-readonly")
+    allowed = await _explain(stack, *reader, "list", "pods", "-n", "default")
+    assert allowed.returncode == 0
+    assert allowed.stdout.startswith(b'allow: allowed by policy "agents-readonly" allow rule 1')
+    denied = await _explain(stack, *reader, "delete", "pods", "web-1", "-n", "default")
+    assert denied.returncode == 1
+    assert denied.stdout.startswith(b"deny: ")
+    secret = await _explain(stack, *reader, "get", "secrets", "-n", "default")
+    assert (secret.returncode, b"deny rule 1" in secret.stdout) == (1, True)
+    path = await _explain(stack, *reader, "get", "/version")
+    assert path.returncode == 0
+    stranger = await _explain(stack, "--user", "nobody", "get", "pods")
+    assert stranger.returncode == 1
+    assert b"no policy" in stranger.stdout
+
+
+async def test_explain_refuses_an_unknown_connection(stack: Stack) -> None:
+    config = str(stack.tmp / "gateway.yaml")
+    result = await trio.run_process(
+        [
+            *L7PROXY,
+            "explain",
+            "--config",
+            config,
+            "--connection",
+            "nope",
+            "--user",
+            "u",
+            "get",
+            "pods",
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert b"unknown connection 'nope'" in result.stderr
