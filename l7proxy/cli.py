@@ -10,24 +10,23 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-
-import trio
+from typing import TYPE_CHECKING
 
 from l7proxy import __version__
-from l7proxy.config import ConfigError, load_config, summarize
-from l7proxy.connectors import UnsupportedConnection, UpstreamCredentialError, probe_static
 from l7proxy.demo import add_demo_arguments, run_demo
-from l7proxy.explain import ExplainError, Question, explain
 from l7proxy.login import (
     add_kubeconfig_arguments,
     add_login_arguments,
     run_kubeconfig,
     run_login,
 )
-from l7proxy.replay import RecordingError, replay
-from l7proxy.server import configure_logging, run_until_signalled
-from l7proxy.settings import Connection, EksConnection, Limits
-from l7proxy.upstream import UpstreamError
+
+if TYPE_CHECKING:
+    from l7proxy.settings import Connection, Limits
+
+# `l7proxy login` runs before every kubectl command that needs a token: it must start fast,
+# so the gateway's modules (trio, h2, the pipeline) are imported only by the commands that
+# use them.
 
 # Per connection, all of it: STS and DescribeCluster calls (20 s each at most), then the cluster.
 PROBE_TIMEOUT = 90.0
@@ -114,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from l7proxy.config import ConfigError, load_config
+    from l7proxy.explain import ExplainError, Question, explain
+
     try:
         config = load_config(args.config)
         question = Question(
@@ -140,6 +142,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _replay(path: Path, *, speed: float, max_wait: float) -> int:
+    from l7proxy.replay import RecordingError, replay
+
     if speed <= 0:
         print("error: --speed must be above 0", file=sys.stderr)
         return 1
@@ -152,6 +156,11 @@ def _replay(path: Path, *, speed: float, max_wait: float) -> int:
 
 
 def _check_config(path: Path, *, probe: bool = False) -> int:
+    import trio
+
+    from l7proxy.config import ConfigError, load_config, summarize
+    from l7proxy.server import configure_logging
+
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -178,6 +187,8 @@ def _check_config(path: Path, *, probe: bool = False) -> int:
 
 
 async def _probe_all(connections: Sequence[Connection], limits: Limits) -> list[tuple[bool, str]]:
+    import trio
+
     """Every connection probed at once; results in configuration order, each line
     starting with the connection's name."""
     results: list[tuple[bool, str]] = [(False, "")] * len(connections)
@@ -192,6 +203,12 @@ async def _probe_all(connections: Sequence[Connection], limits: Limits) -> list[
 
 
 async def _probe_one(conn: Connection, limits: Limits) -> tuple[bool, str]:
+    import trio
+
+    from l7proxy.connectors import UpstreamCredentialError, probe_static
+    from l7proxy.settings import EksConnection
+    from l7proxy.upstream import UpstreamError
+
     try:
         with trio.fail_after(PROBE_TIMEOUT):
             if isinstance(conn, EksConnection):
@@ -210,6 +227,12 @@ async def _probe_one(conn: Connection, limits: Limits) -> tuple[bool, str]:
 
 
 def _serve(path: Path, *, is_worker: bool) -> int:
+    import trio
+
+    from l7proxy.config import ConfigError, load_config
+    from l7proxy.connectors import UnsupportedConnection
+    from l7proxy.server import configure_logging, run_until_signalled
+
     try:
         config = load_config(path)
     except ConfigError as exc:
