@@ -36,6 +36,8 @@ _READ_SIZE: Final = 64 * 1024
 # Frames produced but not yet written: past this, senders wait for the writer. Small enough
 # to bound memory per connection, large enough to coalesce many frames into one TLS write.
 _BACKLOG_LIMIT: Final = 256 * 1024
+# What one `receive` hands over at most, joining DATA frames already received.
+_RECEIVE_MAX: Final = 256 * 1024
 
 
 class StreamClosedError(Exception):
@@ -109,13 +111,20 @@ class H2Stream:
 
     # -- the consumer's side --------------------------------------------------------------
     async def receive(self) -> bytes:
-        """The next body chunk, b"" at the end of the body."""
+        """The body received so far and not yet taken (at most `_RECEIVE_MAX` bytes at a
+        time, so many small DATA frames cost one wake-up); b"" at the end of the body."""
         while True:
             if self._inbound:
-                data, length = self._inbound.popleft()
-                await self.session.acknowledge(self.id, length)
-                if data:
-                    return data
+                parts: list[bytes] = []
+                size = acknowledged = 0
+                while self._inbound and size < _RECEIVE_MAX:
+                    data, length = self._inbound.popleft()
+                    parts.append(data)
+                    size += len(data)
+                    acknowledged += length
+                await self.session.acknowledge(self.id, acknowledged)
+                if size:
+                    return b"".join(parts)
                 continue
             if self._ended:
                 return b""
