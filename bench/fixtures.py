@@ -19,6 +19,7 @@ PODS_PATH = "/api/v1/namespaces/default/pods"
 LOG_PATH = "/api/v1/namespaces/default/pods/web-1/log"
 DISCOVERY_PATHS = ("/api", "/apis", "/api/v1")
 PREFIX = "/k8s/bench"  # the gateway's connection prefix; the reference nginx strips the same
+UPGRADE_PREFIX = "/k8s/upgrade"  # the upgrade scenario's connection, in front of upgrade_server.py
 
 
 @dataclass(frozen=True)
@@ -183,11 +184,13 @@ def upstream_nginx_conf(tmp: Path, port: int, certs: Certs, files: dict[str, Pat
 
 
 def reference_nginx_conf(
-    tmp: Path, port: int, upstream_port: int, certs: Certs, workers: int
+    tmp: Path, port: int, upstream_port: int, upgrade_port: int, certs: Certs, workers: int
 ) -> Path:
     """The reference: nginx proxy_pass, TLS with h2 towards clients, pooled keep-alive TLS
     connections towards the upstream, the caller's Authorization replaced like the gateway
-    does, and no response buffering (a Kubernetes API proxy must stream watches)."""
+    does, and no response buffering (a Kubernetes API proxy must stream watches). Under
+    UPGRADE_PREFIX, WebSocket-style upgrade proxying (any Upgrade token) to the upgrade
+    server, over TLS on both sides like the gateway."""
     main, http = _nginx_common(tmp, "reference", workers)
     conf = (
         main + "http {\n" + http + "  upstream cluster {\n"
@@ -208,6 +211,18 @@ def reference_nginx_conf(
         f"      proxy_ssl_trusted_certificate {certs.ca};\n"
         "      proxy_ssl_name localhost;\n"
         "      proxy_ssl_session_reuse on;\n"
+        "    }\n"
+        f"    location {UPGRADE_PREFIX}/ {{\n"
+        f"      proxy_pass https://127.0.0.1:{upgrade_port}/;\n"
+        "      proxy_http_version 1.1;\n"
+        "      proxy_set_header Upgrade $http_upgrade;\n"
+        '      proxy_set_header Connection "upgrade";\n'
+        f'      proxy_set_header Authorization "Bearer {CLUSTER_TOKEN}";\n'
+        "      proxy_buffering off;\n"
+        "      proxy_read_timeout 300s;\n"
+        "      proxy_ssl_verify on;\n"
+        f"      proxy_ssl_trusted_certificate {certs.ca};\n"
+        "      proxy_ssl_name localhost;\n"
         "    }\n"
         "  }\n}\n"
     )

@@ -4,6 +4,7 @@ rates and latency, curl for streaming throughput.
 HTTP/2 latency percentiles come from h2load's `--log-file` (one row per request: start
 time, status, microseconds until the end of the response); h2load's own summary only has
 min/max/mean/sd. Percentiles are nearest-rank over the successful requests of the run.
+Upgrades (exec / port-forward) use `upgraded_stream` below: a plain ssl socket.
 HTTP/1.1 uses wrk, whose `--latency` prints p50/p99: h2load's HTTP/1.1 parser records a
 response's status only from a non-empty reason phrase, and the gateway sends
 `HTTP/1.1 200 ` (legal: the reason phrase is optional), so h2load counts every gateway
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import math
 import re
+import socket
+import ssl
 import subprocess
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -163,4 +167,57 @@ def curl_stream(url: str, *, token: str, cafile: Path, expected_bytes: int) -> S
         raise RuntimeError(f"curl {url}: got {size} bytes, expected {expected_bytes}")
     return StreamResult(
         mb_per_s=float(fields[2]) / 1e6, bytes=size, http_version=f"HTTP/{fields[3]}"
+    )
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    mb_per_s: float
+    bytes: int
+    handshake_ms: float  # request sent until the 101 head arrived
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def upgraded_stream(
+    port: int, path: str, *, token: str, context: ssl.SSLContext, expected_bytes: int
+) -> UpgradeResult:
+    """Ask for `Upgrade: bench` on an HTTP/1.1 TLS connection, expect `101`, then read
+    `expected_bytes` the upstream sends after it. Throughput counts from the 101 to the last
+    byte (TLS handshake and upgrade handshake excluded)."""
+    buf = bytearray(1024 * 1024)
+    view = memoryview(buf)
+    with socket.create_connection(("127.0.0.1", port), timeout=180) as raw:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            request = (
+                f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+                f"authorization: Bearer {token}\r\nconnection: Upgrade\r\nupgrade: bench\r\n\r\n"
+            )
+            sent = time.perf_counter()
+            tls.sendall(request.encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                n = tls.recv_into(view)
+                if not n:
+                    raise RuntimeError(f"closed before the response head: {head!r}")
+                head += bytes(view[:n])
+            switched = time.perf_counter()
+            head, _, rest = head.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(f"upgrade refused: {head.decode(errors='replace')[:200]}")
+            received = len(rest)
+            while received < expected_bytes:
+                n = tls.recv_into(view)
+                if not n:
+                    break
+                received += n
+            done = time.perf_counter()
+    if received != expected_bytes:
+        raise RuntimeError(f"upgraded stream: {received} bytes, expected {expected_bytes}")
+    return UpgradeResult(
+        mb_per_s=received / 1_000_000 / (done - switched),
+        bytes=received,
+        handshake_ms=(switched - sent) * 1000,
     )

@@ -11,7 +11,6 @@ from typing import Any
 
 Row = tuple[str, str, str, str, str, str]
 HEADER: Row = ("scenario", "l7proxy", "nginx proxy_pass", "comparison", "target", "result")
-NOT_MEASURED = "not measured: upgrades not implemented"
 
 
 def machine() -> dict[str, str]:
@@ -107,7 +106,27 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 _verdict(watch["kib_per_watch"] <= t["idle_watches"]["max_kib"]),
             )
         )
-    out.append(("exec / port-forward byte stream: MB/s", NOT_MEASURED, "", "", "", "-"))
+    up = s["exec_port_forward"]
+    out.append(
+        (
+            f"exec / port-forward: {up['megabytes']} MB after a 101, one way: MB/s",
+            f"{up['gateway']['median_mb_per_s']:.0f}",
+            f"{up['reference']['median_mb_per_s']:.0f}",
+            f"{up['ratio']:.2f}x",
+            f">= {t['exec_port_forward']['min_ratio']}x",
+            _verdict(t["exec_port_forward"]["pass"]),
+        )
+    )
+    out.append(
+        (
+            "  upgrade handshake, median (ms)",
+            f"{up['gateway']['median_handshake_ms']:.2f}",
+            f"{up['reference']['median_handshake_ms']:.2f}",
+            "",
+            "",
+            "",
+        )
+    )
     return out
 
 
@@ -219,6 +238,15 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "takes the status from the reason phrase and the gateway sends `HTTP/1.1 200 ` with "
         "an empty one (legal), so h2load counted every gateway response as failed.",
         "- Streaming: `curl -o /dev/null -w %{speed_download}`, one download per round.",
+        "- exec / port-forward: `bench/upgrade_server.py` (trio, l7proxy's own listener, "
+        "TLS) answers `Connection: Upgrade` + `Upgrade: bench` with 101 and then sends "
+        f"{cfg['upgrade_mb']} MB in 256 KiB writes. A fresh gateway (connection `upgrade`, "
+        "same policy; `GET .../pods/web-1/log` with an Upgrade header is authorized as `get "
+        "pods/log`) splices it; the reference is nginx with `proxy_http_version 1.1`, "
+        '`proxy_set_header Upgrade $http_upgrade` and `Connection "upgrade"`, TLS on both '
+        "sides. The client (a blocking Python ssl socket, ALPN http/1.1) sends the upgrade "
+        "request, checks the 101 and times from the 101 to the last byte: one direction, "
+        "upstream to client (exec stdout, port-forward download); one stream per round.",
         "- Idle watches: a fresh gateway per count in front of the Python SandboxCluster "
         "(nginx cannot hold watches); `bench/watch_client.py` opens the watches over HTTP/2 "
         "with l7proxy's own H2Session (250 streams per connection), waits for every response "

@@ -51,6 +51,7 @@ class Settings:
     warmup: float
     latency_duration: float
     stream_mb: int
+    upgrade_mb: int
     watch_counts: tuple[int, ...]
     workers: int
     profile_seconds: int
@@ -58,9 +59,17 @@ class Settings:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
         if args.quick:
-            return cls(1, 3, 1, 2, 20, (100, 500), args.workers, 3)
+            return cls(1, 3, 1, 2, 20, 20, (100, 500), args.workers, 3)
         return cls(
-            args.rounds, args.duration, 2, args.duration / 2, 200, (1000, 10000), args.workers, 10
+            args.rounds,
+            args.duration,
+            2,
+            args.duration / 2,
+            200,
+            100,
+            (1000, 10000),
+            args.workers,
+            10,
         )
 
 
@@ -84,12 +93,24 @@ class Bench:
     # -- the stack ------------------------------------------------------------------------
     def start(self) -> None:
         self.ports = {name: procs.free_port() for name in ("upstream", "reference", "gateway")}
+        upgrade_server = self.procs.start(
+            "upgrade-server",
+            [str(PYTHON), str(BENCH / "upgrade_server.py"), "--cert", str(self.certs.cert),
+             "--key", str(self.certs.key)],
+            pipe_stdout=True,
+        )  # fmt: skip
+        self.ports["upgrade_upstream"] = int(str(procs.read_json_line(upgrade_server, 30)["port"]))
         upstream_conf = fixtures.upstream_nginx_conf(
             self.tmp, self.ports["upstream"], self.certs, self.files
         )
         self._nginx("upstream", upstream_conf, self.ports["upstream"], "/api")
         reference_conf = fixtures.reference_nginx_conf(
-            self.tmp, self.ports["reference"], self.ports["upstream"], self.certs, self.s.workers
+            self.tmp,
+            self.ports["reference"],
+            self.ports["upstream"],
+            self.ports["upgrade_upstream"],
+            self.certs,
+            self.s.workers,
         )
         self._nginx("reference", reference_conf, self.ports["reference"], fixtures.PREFIX + "/api")
         issuer = self.procs.start(
@@ -290,6 +311,46 @@ class Bench:
         out["http_version"] = runs["gateway"][0].http_version
         return out
 
+    # -- upgrades -------------------------------------------------------------------------
+    def upgrade_stream(self) -> dict[str, Any]:
+        """exec / port-forward: an HTTP/1.1 upgrade through each proxy to upgrade_server.py,
+        which answers 101 and sends `upgrade_mb` MB; a fresh gateway (connection `upgrade`)
+        so that its prefix reaches the upgrade server. GET on pods/log with an Upgrade header
+        is authorized as `get pods/log`, which the read-only bench policy allows."""
+        size = self.s.upgrade_mb * 1_000_000
+        path = f"{fixtures.UPGRADE_PREFIX}/api/v1/namespaces/default/pods/web-1/log?bytes={size}"
+        context = ssl.create_default_context(cafile=str(self.certs.ca))
+        context.set_alpn_protocols(["http/1.1"])
+        port = procs.free_port()
+        gateway = self._gateway("upgrade", port, self.ports["upgrade_upstream"])
+        ports = {"gateway": port, "reference": self.ports["reference"]}
+        runs: dict[str, list[measure.UpgradeResult]] = {side: [] for side in SIDES}
+        try:
+            for side in SIDES:  # warm-up: connections, TLS, code paths
+                measure.upgraded_stream(
+                    ports[side], path.replace(str(size), "1000000"), token=self.token,
+                    context=context, expected_bytes=1_000_000,
+                )  # fmt: skip
+            for _ in range(self.s.rounds):
+                for side in SIDES:
+                    runs[side].append(
+                        measure.upgraded_stream(
+                            ports[side], path, token=self.token, context=context,
+                            expected_bytes=size,
+                        )
+                    )  # fmt: skip
+        finally:
+            self.procs.stop(gateway)
+        out: dict[str, Any] = {"megabytes": self.s.upgrade_mb, "direction": "upstream to client"}
+        for side in SIDES:
+            out[side] = {
+                "rounds": [r.as_dict() for r in runs[side]],
+                "median_mb_per_s": statistics.median(r.mb_per_s for r in runs[side]),
+                "median_handshake_ms": statistics.median(r.handshake_ms for r in runs[side]),
+            }
+        out["ratio"] = out["gateway"]["median_mb_per_s"] / out["reference"]["median_mb_per_s"]
+        return out
+
     # -- profile --------------------------------------------------------------------------
     def profile(self) -> dict[str, Any]:
         """py-spy on the gateway's workers during the HTTP/2 small-GET load: raw stacks from
@@ -405,7 +466,10 @@ def _targets(scenarios: dict[str, Any]) -> dict[str, Any]:
         },
         "streaming": {"min_ratio": stream, "pass": scenarios["streaming"]["ratio"] >= stream},
         "idle_watches": {"max_kib": kib, "pass": all(w["kib_per_watch"] <= kib for w in watches)},
-        "exec_port_forward": {"pass": None, "note": report.NOT_MEASURED},
+        "exec_port_forward": {
+            "min_ratio": stream,
+            "pass": scenarios["exec_port_forward"]["ratio"] >= stream,
+        },
     }
 
 
@@ -440,6 +504,8 @@ def run(settings: Settings, tmp: Path, processes: procs.Processes) -> dict[str, 
     profile = bench.profile()
     assert bench.gateway is not None
     processes.stop(bench.gateway)
+    _step(f"exec / port-forward: {settings.upgrade_mb} MB through an upgraded connection")
+    scenarios["exec_port_forward"] = bench.upgrade_stream()
     scenarios["idle_watches"] = {}
     for count in settings.watch_counts:
         _step(f"{count:,} idle watches")
