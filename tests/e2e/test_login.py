@@ -585,3 +585,45 @@ async def test_failures_are_one_clear_line(op_stack: Stack, oidc_provider: OidcP
         assert why in message, message
         assert "Traceback" not in message
         assert "not-the-secret-at-all" not in message and SECRET not in message
+
+
+def _kid(token: str) -> str:
+    header = token.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"])
+
+
+def _rotate(provider: OidcProvider) -> str:
+    request = urllib.request.Request(f"{provider.issuer}/test/rotate", method="POST")
+    with urllib.request.urlopen(request, context=_ssl_context(provider.ca_file)) as answer:
+        return str(json.load(answer)["kid"])
+
+
+async def test_key_rotation_at_the_provider_is_picked_up_without_a_restart(
+    op_stack: Stack, oidc_provider: OidcProvider
+) -> None:
+    args = [
+        "--issuer", oidc_provider.issuer, "--client-id", "agent-secret",
+        "--grant", "client-credentials", "--client-secret-file", str(oidc_provider.secret_file),
+        "--ca-file", str(oidc_provider.ca_file),
+    ]  # fmt: skip
+    before = await _login(args, _env(op_stack.tmp / "before"))
+    assert before.returncode == 0, before.stderr
+    old_token = _token(json.loads(before.stdout))
+    listed = await kubectl(op_stack.kubeconfig(old_token, name="old"), "get", "pods")
+    assert listed.returncode == 0, listed.stderr
+
+    new_kid = await trio.to_thread.run_sync(_rotate, oidc_provider)
+    after = await _login(args, _env(op_stack.tmp / "after"))
+    assert after.returncode == 0, after.stderr
+    new_token = _token(json.loads(after.stdout))
+    assert (_kid(old_token), _kid(new_token)) != (new_kid, new_kid)
+    assert _kid(new_token) == new_kid
+    # The same gateway, never restarted: the unknown kid makes it fetch the JWKS again —
+    # once its refresh rate limit (10 s after the first fetch) has passed.
+    await trio.sleep(10.5)
+    jwks_before = oidc_provider.requests().get("/jwks", 0)
+    listed = await kubectl(op_stack.kubeconfig(new_token, name="new"), "get", "pods")
+    assert listed.returncode == 0, listed.stderr
+    assert oidc_provider.requests().get("/jwks", 0) == jwks_before + 1
+    still = await kubectl(op_stack.kubeconfig(old_token, name="old2"), "get", "pods")
+    assert still.returncode == 0, still.stderr  # the old key is still published

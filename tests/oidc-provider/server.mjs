@@ -19,8 +19,12 @@ const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const RESOURCE = 'urn:l7proxy';
 const requests = {};
 
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'test-rsa', use: 'sig', alg: 'RS256' };
+function newSigningKey(kid) {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS256' };
+}
+// The provider signs with the first key; POST /test/rotate puts a new one first.
+let signingKeys = [newSigningKey('test-rsa')];
 
 const server = createServer({
   cert: readFileSync(config.cert_file),
@@ -29,9 +33,9 @@ const server = createServer({
 server.listen(config.port, config.host, () => {
   const { port } = server.address();
   const issuer = `https://${config.host}:${port}`;
-  const provider = new Provider(issuer, {
+  const makeProvider = (keys) => new Provider(issuer, {
     clients: config.clients,
-    jwks: { keys: [signingKey] },
+    jwks: { keys },
     cookies: { keys: [randomBytes(32).toString('hex')] },
     // Any login name signs in (devInteractions asks for one); its groups come from the config.
     async findAccount(_ctx, accountId) {
@@ -82,9 +86,17 @@ server.listen(config.port, config.host, () => {
       },
     },
   });
-  const callback = provider.callback();
+  let callback = makeProvider(signingKeys).callback();
   server.on('request', (req, res) => {
     const path = req.url.split('?')[0];
+    if (path === '/test/rotate' && req.method === 'POST') {
+      // Key rotation at the provider: a new signing key, the old one still published.
+      signingKeys = [newSigningKey(`test-rsa-${signingKeys.length + 1}`), ...signingKeys];
+      callback = makeProvider(signingKeys).callback();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kid: signingKeys[0].kid }));
+      return;
+    }
     if (path === '/test/requests') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(requests));
