@@ -141,7 +141,6 @@ class H1ServerConnection:
             max_incomplete_event_size=limits.max_header_bytes + limits.max_url_bytes,
         )
         self._chunks_send, self._chunks = trio.open_memory_channel[bytes](0)
-        self._raw_head = bytearray()
         self._send_lock = trio.Lock()
         self._held = bytearray()
 
@@ -185,8 +184,6 @@ class H1ServerConnection:
                 data = await self._chunks.receive()
             except trio.EndOfChannel:
                 data = b""
-            if len(self._raw_head) < self.limits.max_url_bytes + 2:
-                self._raw_head += data[: self.limits.max_url_bytes + 2]
             self.h11.receive_data(data)
 
     async def serve(self, handler: Handler, refuse: Refuse) -> None:
@@ -222,7 +219,6 @@ class H1ServerConnection:
                 self.h11.start_next_cycle()
             except h11.LocalProtocolError:
                 return
-            self._raw_head.clear()
 
     async def _read_head(self, first: bool, refuse: Refuse) -> RequestHead | None:
         """The next request head, or None when the connection should end quietly."""
@@ -235,7 +231,6 @@ class H1ServerConnection:
                     data = b""
                 if not data:
                     return None
-                self._raw_head += data[: self.limits.max_url_bytes + 2]
                 self.h11.receive_data(data)
             if not self.h11.trailing_data[0] and self.h11.their_state is h11.IDLE:
                 return None  # idle for too long
@@ -267,7 +262,8 @@ class H1ServerConnection:
 
     async def _refuse_malformed(self, exc: h11.RemoteProtocolError, refuse: Refuse) -> None:
         if exc.error_status_hint == 431:
-            line_end = self._raw_head.find(b"\r\n")
+            # h11 keeps the head it could not finish: its first line is the request line.
+            line_end = self.h11.trailing_data[0].find(b"\r\n")
             if line_end == -1 or line_end > self.limits.max_url_bytes:
                 await refuse(self, StatusReason.URITooLong, "request URL is too long")
             else:

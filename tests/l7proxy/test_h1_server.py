@@ -138,3 +138,25 @@ async def test_a_client_that_goes_away_cancels_its_request() -> None:
             await client.receive_some()
             await client.aclose()
             await cancelled.wait()
+
+
+async def test_an_oversized_header_block_on_a_kept_alive_connection_is_431_not_414() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    conn = H1ServerConnection(server, "test", Limits())
+    big = b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 1000) for i in range(80))
+    received = b""
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                await conn.serve(_echo, _refuse)
+                await server.aclose()
+
+            nursery.start_soon(run)
+            await client.send_all(b"GET /first HTTP/1.1\r\nhost: x\r\n\r\n")
+            while b"GET /first 0:" not in received:
+                received += await client.receive_some()
+            await client.send_all(b"GET /second HTTP/1.1\r\nhost: x\r\n" + big + b"\r\n")
+            while data := await client.receive_some():
+                received += data
+    assert b"HTTP/1.1 431" in received
