@@ -230,7 +230,6 @@ def _serve(path: Path, *, is_worker: bool) -> int:
     import trio
 
     from l7proxy.config import ConfigError, load_config
-    from l7proxy.connectors import UnsupportedConnection
     from l7proxy.server import configure_logging, run_until_signalled
 
     try:
@@ -251,9 +250,6 @@ def _serve(path: Path, *, is_worker: bool) -> int:
     ]
     try:
         trio.run(partial(run_until_signalled, config, reuse_port=workers > 1 or is_worker))
-    except UnsupportedConnection as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     finally:
         for child in children:
             child.send_signal(signal.SIGTERM)

@@ -11,7 +11,7 @@ import json
 import os
 import ssl
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, assert_never
 
 import trio
 
@@ -28,10 +28,6 @@ from policy.decision import Decision
 from policy.identity import Identity
 
 Headers = list[tuple[bytes, bytes]]
-
-
-class UnsupportedConnection(Exception):
-    """A configured connection type this build cannot reach yet."""
 
 
 class UpstreamCredentialError(Exception):
@@ -108,7 +104,7 @@ def build_connector(conn: Connection, limits: Limits, nursery: trio.Nursery) -> 
         from l7proxy.eks.connector import EksConnector
 
         return EksConnector(conn, limits, nursery)
-    raise UnsupportedConnection(f"unknown connection type {type(conn).__name__}")
+    assert_never(conn)
 
 
 _PROBE_IDENTITY = Identity(username="l7proxy-check-config")

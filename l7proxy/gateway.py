@@ -539,7 +539,7 @@ class Gateway:
         event.decision = answer.outcome.value
         if answer.outcome is not Outcome.DENY or not event.reason:
             event.reason = refusal.message
-        if getattr(exchange, "response_started", False):
+        if exchange.response_started:
             return  # the head is out: a Status can no longer be sent; the stream just ends
         await _drain(exchange)
         body = status_body(answer.reason, refusal.message)
