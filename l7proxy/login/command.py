@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -357,7 +358,8 @@ def split_scopes(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(scopes)
 
 
-def options_from_args(args: argparse.Namespace) -> LoginOptions:
+def grant_options(args: argparse.Namespace) -> LoginOptions:
+    """The options `add_grant_arguments` gives, shared by `login` and `kubeconfig`."""
     return LoginOptions(
         issuer=args.issuer,
         client_id=args.client_id,
@@ -367,14 +369,20 @@ def options_from_args(args: argparse.Namespace) -> LoginOptions:
         resource=args.resource,
         ca_file=args.issuer_ca_file,
         use=args.use,
-        client_secret=args.client_secret,
         client_secret_file=args.client_secret_file,
         private_key_file=args.private_key_file,
         key_id=args.key_id,
+        cache_dir=args.cache_dir,
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> LoginOptions:
+    return dataclasses.replace(
+        grant_options(args),
+        client_secret=args.client_secret,
         open_browser=args.open_browser,
         redirect_port=args.redirect_port,
         timeout=args.timeout,
-        cache_dir=args.cache_dir,
     )
 
 

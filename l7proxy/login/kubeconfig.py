@@ -19,7 +19,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from l7proxy.login.command import LoginOptions, add_grant_arguments, split_scopes
+from l7proxy.login.command import (
+    LoginOptions,
+    add_grant_arguments,
+    grant_options,
+)
 from l7proxy.login.http import LoginError, check_url
 
 EXEC_API_VERSION = "client.authentication.k8s.io/v1"
@@ -181,20 +185,7 @@ def entry_from_args(args: argparse.Namespace) -> KubeconfigEntry:
         context=args.context or f"l7proxy-{args.connection}",
         server=gateway_server(args.gateway, args.connection),
         ca_pem=read_ca(args.ca_file) if args.ca_file else None,
-        login=LoginOptions(
-            issuer=args.issuer,
-            client_id=args.client_id,
-            grant=args.grant,
-            scopes=split_scopes(args.scope),
-            audience=args.audience,
-            resource=args.resource,
-            ca_file=args.issuer_ca_file,
-            use=args.use,
-            client_secret_file=args.client_secret_file,
-            private_key_file=args.private_key_file,
-            key_id=args.key_id,
-            cache_dir=args.cache_dir,
-        ),
+        login=grant_options(args),
         open_browser=args.open_browser,
     )
 
