@@ -24,6 +24,8 @@ import h2.exceptions
 import h2.settings
 import trio
 
+from l7proxy import h2_speedups
+
 Headers = list[tuple[bytes, bytes]]
 
 # Per-stream receive window. Large enough for a fast watch or list on a long-latency link,
@@ -197,6 +199,7 @@ class H2Session:
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=client_side, header_encoding=None)
         )
+        h2_speedups.install(self.conn.encoder)
         self.streams: dict[int, H2Stream] = {}
         self.window_opened = _Signal()
         self.closed = False
