@@ -18,6 +18,7 @@ from l7proxy.exchange import Exchange
 from l7proxy.h1_server import H1ServerConnection
 from l7proxy.h2_server import H2Exchange, serve_h2
 from l7proxy.settings import Limits
+from l7proxy.tls import TLSStream, no_renegotiation
 from protocols.status import StatusReason, status_body, status_headers
 
 log = structlog.get_logger("l7proxy.listener")
@@ -46,7 +47,7 @@ def server_ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     context.set_alpn_protocols(["h2", "http/1.1"])
-    return context
+    return no_renegotiation(context)
 
 
 def _peer(sock_stream: trio.SocketStream) -> str:
@@ -105,7 +106,7 @@ class _ConnectionHandler:
         alpn = None
         try:
             if self.ssl_context is not None:
-                tls = trio.SSLStream(tcp, self.ssl_context, server_side=True)
+                tls = TLSStream(tcp, self.ssl_context, server_side=True)
                 with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT) as scope:
                     await tls.do_handshake()
                 if scope.cancelled_caught:

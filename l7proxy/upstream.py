@@ -20,6 +20,7 @@ import trio
 
 from l7proxy.h2_session import H2Session, H2Stream, StreamClosedError, plain_headers
 from l7proxy.settings import Limits
+from l7proxy.tls import TLSStream, no_renegotiation
 
 Headers = list[tuple[bytes, bytes]]
 _T = TypeVar("_T")
@@ -253,14 +254,7 @@ class UpstreamPool:
     ) -> UpstreamRequest:
         """Send a request head; the caller then streams the body and reads the response."""
         path = self.origin.base_path + target
-        timeout = self.limits.upstream_connect_timeout
-        try:
-            with trio.fail_after(timeout):
-                conn = await self._connection()
-        except trio.TooSlowError as exc:
-            raise UpstreamError(
-                UpstreamFailure.TIMEOUT, f"no connection within {timeout:g}s"
-            ) from exc
+        conn = self._ready_connection() or await self._connect()
         if isinstance(conn, H2Session):
             fields = [
                 (b":method", method.encode()),
@@ -323,11 +317,22 @@ class UpstreamPool:
         await trio.aclose_forcefully(transport)
         raise UpstreamError(UpstreamFailure.PROTOCOL, "unexpected answer to the upgrade")
 
-    async def _connection(self) -> H2Session | _H1Connection:
+    def _ready_connection(self) -> H2Session | _H1Connection | None:
+        """A connection that takes a request now: the HTTP/2 session or an idle HTTP/1.1
+        one (most requests; no timer needed)."""
         if self._h2 is not None and self._h2.can_open_stream:
             return self._h2
         if self._speaks_h2 is False and self._idle_h1:
             return self._idle_h1.pop()
+        return None
+
+    async def _connect(self) -> H2Session | _H1Connection:
+        timeout = self.limits.upstream_connect_timeout
+        with trio.move_on_after(timeout):
+            return await self._new_connection()
+        raise UpstreamError(UpstreamFailure.TIMEOUT, f"no connection within {timeout:g}s")
+
+    async def _new_connection(self) -> H2Session | _H1Connection:
         async with self._connect_lock:
             if self._h2 is not None and self._h2.can_open_stream:
                 return self._h2
@@ -358,13 +363,12 @@ class UpstreamPool:
                 UpstreamFailure.CONNECT,
                 f"{self.origin.host}:{self.origin.port}: {exc.strerror or exc}",
             ) from exc
-        tls = trio.SSLStream(tcp, context, server_hostname=self.origin.host, https_compatible=True)
+        tls = TLSStream(tcp, context, server_hostname=self.origin.host)
         try:
             await tls.do_handshake()
-        except (trio.BrokenResourceError, ssl.SSLError) as exc:
+        except trio.BrokenResourceError as exc:
             await trio.aclose_forcefully(tcp)
-            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
-            raise UpstreamError(UpstreamFailure.CONNECT, f"TLS handshake failed: {cause}") from exc
+            raise UpstreamError(UpstreamFailure.CONNECT, str(exc)) from exc
         return tls, tls.selected_alpn_protocol()
 
     async def _release_h1(self, conn: _H1Connection, reusable: bool) -> None:
@@ -429,4 +433,4 @@ class ClusterTLS:
         if self.cert_file and self.key_file:
             context.load_cert_chain(self.cert_file, self.key_file)
         context.set_alpn_protocols(list(alpn))
-        return context
+        return no_renegotiation(context)
