@@ -230,7 +230,7 @@ def _serve(path: Path, *, is_worker: bool) -> int:
     import trio
 
     from l7proxy.config import ConfigError, load_config
-    from l7proxy.server import configure_logging, run_until_signalled
+    from l7proxy.server import configure_logging, run_until_signalled, tune_garbage_collector
 
     try:
         config = load_config(path)
@@ -248,6 +248,7 @@ def _serve(path: Path, *, is_worker: bool) -> int:
         )
         for _ in range(workers - 1)
     ]
+    tune_garbage_collector()
     try:
         trio.run(partial(run_until_signalled, config, reuse_port=workers > 1 or is_worker))
     finally:

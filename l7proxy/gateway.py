@@ -425,14 +425,13 @@ class Gateway:
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
         timeout = self.limits.upstream_response_timeout
         try:
-            with trio.fail_after(timeout):
+            with trio.move_on_after(timeout):
                 return await upstream.response_head()
-        except trio.TooSlowError as exc:
-            raise GatewayRefusal(
-                Fault.UPSTREAM_TIMEOUT, f"the cluster did not answer within {timeout:g}s"
-            ) from exc
         except UpstreamError as exc:
             raise _upstream_refusal(exc, "") from exc
+        raise GatewayRefusal(
+            Fault.UPSTREAM_TIMEOUT, f"the cluster did not answer within {timeout:g}s"
+        )
 
     @staticmethod
     def _client_headers(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -33,6 +34,17 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper cyclic collections for a long-running server: what is alive at start
+    (modules, configuration) moves to the permanent generation, and the youngest generation
+    is collected every 50,000 allocations instead of 700. A proxied request allocates a few
+    thousand objects, so the default threshold ran several collections per request, each
+    walking whatever the connections hold. Reference counting still frees almost
+    everything at once; only cycles wait a little longer."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 async def run_until_signalled(config: Config, *, reuse_port: bool = False) -> None:
