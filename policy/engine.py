@@ -19,6 +19,8 @@ from protocols.attributes import Attributes
 _ALL = "*"
 _GROUP = "group"
 _USER = "user"
+# Decisions remembered per (caller, connection, request shape); oldest forgotten first.
+DECISION_CACHE_SIZE = 4096
 
 
 def rule_matches(rule: Rule, attributes: Attributes) -> bool:
@@ -103,10 +105,23 @@ class PolicySet:
     """Policies compiled once into indexes keyed by subject, so that deciding costs
     what the caller's own policies cost, not what the whole configuration costs."""
 
-    __slots__ = ("_by_connection_subject", "_by_subject", "_policies")
+    __slots__ = (
+        "_by_connection_subject",
+        "_by_subject",
+        "_decisions",
+        "_names_matter",
+        "_namespaces_matter",
+        "_policies",
+    )
 
     def __init__(self, policies: Sequence[Policy]) -> None:
         self._policies = tuple(policies)
+        rules = [rule for policy in self._policies for rule in (*policy.allow, *policy.deny)]
+        # Parts of a request no rule can tell apart are left out of the decision cache's
+        # key, so `get pod a` and `get pod b` share one entry unless a rule names pods.
+        self._names_matter = any(rule.resource_names for rule in rules)
+        self._namespaces_matter = any(_ALL not in rule.namespaces for rule in rules)
+        self._decisions: dict[tuple[object, ...], Decision] = {}
         by_subject: dict[tuple[str, str], list[int]] = {}
         by_connection_subject: dict[tuple[str, str, str], list[int]] = {}
         for index, policy in enumerate(self._policies):
@@ -147,7 +162,37 @@ class PolicySet:
 
     def decide(self, identity: Identity, connection: str, attributes: Attributes) -> Decision:
         """Any matching deny rule of any applicable policy wins; otherwise the first
-        matching allow rule in config order; otherwise the request is denied."""
+        matching allow rule in config order; otherwise the request is denied.
+
+        Decisions are remembered per (user, groups, connection, request shape): a decision
+        depends on nothing else, and the same caller repeats the same kinds of request."""
+        key = (identity.username, identity.groups, connection, self._shape(attributes))
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self.decide_uncached(identity, connection, attributes)
+            if len(self._decisions) >= DECISION_CACHE_SIZE:
+                del self._decisions[next(iter(self._decisions))]
+            self._decisions[key] = decision
+        return decision
+
+    def _shape(self, a: Attributes) -> tuple[object, ...]:
+        """What rule matching reads of a request (see `rule_matches`)."""
+        if not a.is_resource_request:
+            return (False, a.verb, a.path)
+        return (
+            True,
+            a.verb,
+            a.api_group,
+            a.resource,
+            a.subresource,
+            a.namespace if self._namespaces_matter else None,
+            a.name if self._names_matter else None,
+        )
+
+    def decide_uncached(
+        self, identity: Identity, connection: str, attributes: Attributes
+    ) -> Decision:
+        """`decide`, computed afresh."""
         applicable = self.policies_for(identity, connection)
         names = tuple(policy.name for policy in applicable)
         if not applicable:

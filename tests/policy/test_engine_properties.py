@@ -172,3 +172,22 @@ def test_index_agrees_with_a_linear_scan(
         policy for policy in config if policy.connection == connection and applies(policy, identity)
     )
     assert PolicySet(config).policies_for(identity, connection) == expected
+
+
+requests = st.tuples(
+    identities, st.sampled_from(CONNECTIONS), attributes, st.sampled_from(("/a", "/b"))
+)
+
+
+@given(policy_lists, st.lists(requests, min_size=1, max_size=12))
+def test_remembered_decisions_equal_fresh_ones(
+    config: list[Policy], sequence: list[tuple[Identity, str, Attributes, str]]
+) -> None:
+    """One policy set deciding a stream of requests (names, namespaces and resource paths
+    varying) answers each exactly as a fresh computation would."""
+    policy_set = PolicySet(config)
+    for identity, connection, request, path in sequence * 2:
+        if request.is_resource_request:
+            request = replace(request, path=path)
+        fresh = PolicySet(config).decide_uncached(identity, connection, request)
+        assert policy_set.decide(identity, connection, request) == fresh
