@@ -15,6 +15,7 @@ import h11
 import trio
 
 from l7proxy.exchange import ClientDisconnected, RequestHead, UpgradedStream, UpgradeNotPossible
+from l7proxy.quiet_lock import QuietLock
 from l7proxy.settings import Limits
 from protocols.headers import upgrade_token
 from protocols.status import StatusReason, status_body
@@ -141,7 +142,7 @@ class H1ServerConnection:
             max_incomplete_event_size=limits.max_header_bytes + limits.max_url_bytes,
         )
         self._chunks_send, self._chunks = trio.open_memory_channel[bytes](0)
-        self._send_lock = trio.Lock()
+        self._send_lock = QuietLock()
         self._held = bytearray()
 
     async def send(self, event: h11.Event) -> None:

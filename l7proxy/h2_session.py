@@ -25,6 +25,7 @@ import h2.settings
 import trio
 
 from l7proxy import h2_speedups
+from l7proxy.quiet_lock import QuietLock
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -154,7 +155,6 @@ class H2Stream:
                 continue
             size = min(window, conn.max_outbound_frame_size, len(view))
             conn.send_data(self.id, bytes(view[:size]))
-            self.session.backlog += size
             view = view[size:]
             await self.session.flush()
 
@@ -206,9 +206,11 @@ class H2Session:
         self.goaway_received = False
         self._max_streams = max_concurrent_streams
         self._max_header_bytes = max_header_bytes
-        self._send_lock = trio.Lock()
+        self._send_lock = QuietLock()
         self.streams_changed = _Signal()
-        self.backlog = 0  # bytes of frames h2 holds that the writer has not taken yet
+        # Frames h2 produced that the writer has not written yet, and their size.
+        self._outgoing: list[bytes] = []
+        self.backlog = 0
         self._writer_wakeup = trio.Event()
         self._written = _Signal()
 
@@ -235,12 +237,21 @@ class H2Session:
     async def flush(self) -> None:
         """Have what h2 produced written soon. The writer task takes everything pending at
         once, so frames produced in one scheduling pass leave in one TLS write; a sender
-        waits only when the backlog is past `_BACKLOG_LIMIT` (a slow peer)."""
+        waits only when the backlog is past `_BACKLOG_LIMIT` (a slow peer). With nothing
+        produced, the writer is not woken."""
         if self.closed:
             raise StreamClosedError(0)
-        self._writer_wakeup.set()
+        self._collect()
         while self.backlog > _BACKLOG_LIMIT and not self.closed:
             await self._written.wait()
+
+    def _collect(self) -> None:
+        """Take what h2 has produced into the writer's queue."""
+        data = self.conn.data_to_send()
+        if data:
+            self._outgoing.append(data)
+            self.backlog += len(data)
+            self._writer_wakeup.set()
 
     async def _writer(self) -> None:
         while not self.closed:
@@ -250,7 +261,9 @@ class H2Session:
 
     async def _write_pending(self) -> None:
         async with self._send_lock:
-            data = self.conn.data_to_send()
+            self._collect()
+            data = b"".join(self._outgoing)
+            self._outgoing.clear()
             self.backlog = 0
             if data:
                 try:

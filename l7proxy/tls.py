@@ -24,6 +24,8 @@ from typing import Final
 
 import trio
 
+from l7proxy.quiet_lock import QuietLock
+
 # Bytes asked of the socket per read; a receive returns at most what one read decrypts to,
 # so one receive (and what stays buffered) is bounded by this plus `max_bytes`.
 _SOCKET_READ: Final = 256 * 1024
@@ -54,7 +56,7 @@ class TLSStream(trio.abc.Stream):
         self._tls = context.wrap_bio(
             self._incoming, self._outgoing, server_side=server_side, server_hostname=server_hostname
         )
-        self._send_lock = trio.Lock()
+        self._send_lock = QuietLock()
         self._handshake_lock = trio.Lock()
         self._handshake_done = False
         # Senders whose encrypted bytes wait in the outgoing buffer for the send lock.
