@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -510,6 +511,12 @@ def run(settings: Settings, tmp: Path, processes: procs.Processes) -> dict[str, 
     for count in settings.watch_counts:
         _step(f"{count:,} idle watches")
         scenarios["idle_watches"][str(count)] = bench.idle_watches(count)
+    _step("the floor: TLS round trips and HTTP/2 coding, in-process")
+    floor = json.loads(
+        subprocess.run(
+            [str(PYTHON), str(BENCH / "floor.py")], check=True, capture_output=True, text=True
+        ).stdout
+    )
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": host,
@@ -524,6 +531,7 @@ def run(settings: Settings, tmp: Path, processes: procs.Processes) -> dict[str, 
             "verdict": _workers_verdict(bench.cpu, settings.workers),
         },
         "profile": profile,
+        "floor": floor,
     }
 
 
