@@ -53,19 +53,27 @@ class StreamClosedError(Exception):
 
 
 class _Signal:
-    """A repeatable wake-up: waiters sleep until the next `fire`."""
+    """A repeatable wake-up: waiters sleep until the next `fire`. Every waiter checks its
+    condition before waiting, so a `fire` with nobody waiting can be skipped: it is, as it
+    happens once per received DATA frame."""
 
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "_waiting")
 
     def __init__(self) -> None:
         self._event = trio.Event()
+        self._waiting = 0
 
     def fire(self) -> None:
-        self._event.set()
-        self._event = trio.Event()
+        if self._waiting:
+            self._event.set()
+            self._event = trio.Event()
 
     async def wait(self) -> None:
-        await self._event.wait()
+        self._waiting += 1
+        try:
+            await self._event.wait()
+        finally:
+            self._waiting -= 1
 
 
 class H2Stream:
@@ -141,9 +149,11 @@ class H2Stream:
         await self.session.flush()
 
     async def send(self, data: bytes) -> None:
-        """Send `data`, waiting for send window as the peer grants it."""
+        """Send `data`, waiting for send window as the peer grants it. Frames are handed
+        to the writer together, every `_BACKLOG_LIMIT` bytes and before waiting for window."""
         view = memoryview(data)
         conn = self.session.conn
+        unflushed = 0
         while view:
             self._check_open()
             try:
@@ -151,12 +161,18 @@ class H2Stream:
             except h2.exceptions.StreamClosedError as exc:
                 raise StreamClosedError(self.id) from exc
             if window <= 0:
+                await self.session.flush()
+                unflushed = 0
                 await self.session.window_opened.wait()
                 continue
             size = min(window, conn.max_outbound_frame_size, len(view))
             conn.send_data(self.id, bytes(view[:size]))
             view = view[size:]
-            await self.session.flush()
+            unflushed += size
+            if unflushed >= _BACKLOG_LIMIT:
+                await self.session.flush()
+                unflushed = 0
+        await self.session.flush()
 
     async def end(self) -> None:
         self._check_open()
