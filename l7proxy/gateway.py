@@ -123,8 +123,12 @@ class Gateway:
         except GatewayRefusal as refusal:
             await self._refuse_quietly(exchange, refusal, event)
         finally:
-            self.audit.write(event, duration=time.monotonic() - started)
-            self.metrics.observe(event)
+            self._record(event, started)
+
+    def _record(self, event: AuditEvent, started: float) -> None:
+        """Every request, whatever became of it: one audit event, counted in /metrics."""
+        self.audit.write(event, duration=time.monotonic() - started)
+        self.metrics.observe(event)
 
     def _connector(self, target: Route, event: AuditEvent) -> Connector:
         event.connection = target.connection
@@ -501,7 +505,7 @@ class Gateway:
                     event,
                 )
             finally:
-                self.audit.write(event, duration=time.monotonic() - started)
+                self._record(event, started)
             return
         if endpoint is LocalEndpoint.METRICS:
             body, content_type = self.metrics.render()
@@ -568,7 +572,7 @@ class Gateway:
                     message,
                 )
         finally:
-            self.audit.write(event, duration=time.monotonic() - started)
+            self._record(event, started)
         return event.audit_id
 
 

@@ -115,11 +115,21 @@ async def test_health_endpoints_answer_without_a_token(stack: Stack) -> None:
     assert b"l7proxy_requests" in body
 
 
-async def test_a_path_outside_the_prefix_is_a_not_found_status(stack: Stack) -> None:
+async def test_a_path_outside_the_prefix_is_a_not_found_status_counted_in_metrics(
+    stack: Stack,
+) -> None:
     status, headers, body = await curl(stack, "/api/v1/pods")
     assert status == 404
     assert json.loads(body)["reason"] == "NotFound"
-    assert headers["audit-id"]
+    event = await event_for(stack, headers["audit-id"])
+    _, _, metrics = await curl(stack, "/metrics")
+    counted = [
+        line
+        for line in metrics.decode().splitlines()
+        if line.startswith("l7proxy_requests_total{") and 'code="404"' in line
+    ]
+    assert counted, metrics.decode()
+    assert f'decision="{event["decision"]}"' in counted[0]
 
 
 async def test_a_request_body_streams_to_the_cluster(stack: Stack) -> None:
