@@ -53,44 +53,48 @@ USERS = (
     DemoUser("demo-admin", "admin@demo.l7proxy", ("platform-admins",)),
 )
 
-POLICIES: list[dict[str, object]] = [
-    {
-        "name": "agents-readonly",
-        "groups": ["ai-agents-readonly"],
-        "connection": CONNECTION,
-        "allow": [
-            {
-                "verbs": ["get", "list", "watch"],
-                "api_groups": ["*"],
-                "resources": ["*"],
-                "namespaces": ["*"],
-            },
-            {
-                "verbs": ["get"],
-                "non_resource_urls": [
-                    "/version",
-                    "/api",
-                    "/api/*",
-                    "/apis",
-                    "/apis/*",
-                    "/openapi/*",
-                ],
-            },
-        ],
-        "deny": [
-            {"verbs": ["*"], "api_groups": [""], "resources": ["secrets"], "namespaces": ["*"]}
-        ],
-    },
-    {
-        "name": "platform-admins",
-        "groups": ["platform-admins"],
-        "connection": CONNECTION,
-        "allow": [
-            {"verbs": ["*"], "api_groups": ["*"], "resources": ["*"], "namespaces": ["*"]},
-            {"verbs": ["*"], "non_resource_urls": ["*"]},
-        ],
-    },
-]
+
+def demo_policies(connection: str) -> list[dict[str, object]]:
+    """The demo's two policies on `connection` (the end-to-end tests use them too): agents
+    read everything but Secrets; platform admins may do anything."""
+    return [
+        {
+            "name": "agents-readonly",
+            "groups": ["ai-agents-readonly"],
+            "connection": connection,
+            "allow": [
+                {
+                    "verbs": ["get", "list", "watch"],
+                    "api_groups": ["*"],
+                    "resources": ["*"],
+                    "namespaces": ["*"],
+                },
+                {
+                    "verbs": ["get"],
+                    "non_resource_urls": [
+                        "/version",
+                        "/api",
+                        "/api/*",
+                        "/apis",
+                        "/apis/*",
+                        "/openapi/*",
+                    ],
+                },
+            ],
+            "deny": [
+                {"verbs": ["*"], "api_groups": [""], "resources": ["secrets"], "namespaces": ["*"]}
+            ],
+        },
+        {
+            "name": "platform-admins",
+            "groups": ["platform-admins"],
+            "connection": connection,
+            "allow": [
+                {"verbs": ["*"], "api_groups": ["*"], "resources": ["*"], "namespaces": ["*"]},
+                {"verbs": ["*"], "non_resource_urls": ["*"]},
+            ],
+        },
+    ]
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -227,7 +231,7 @@ def _write_config(directory: Path, issuer: str, cluster_port: int, port: int) ->
                 "token_file": "cluster-token",
             }
         ],
-        "policies": POLICIES,
+        "policies": demo_policies(CONNECTION),
         "audit": {"sink": "audit.jsonl", "recordings_dir": "recordings"},
     }
     path = directory / "gateway.yaml"

@@ -17,6 +17,7 @@ import trustme
 import yaml
 
 from l7proxy.config import load_config
+from l7proxy.demo import demo_policies
 from l7proxy.devissuer import DevIssuer
 from l7proxy.listener import Handle, serve
 from l7proxy.sandbox import SandboxCluster
@@ -225,47 +226,7 @@ async def start_stack(
             },
         ],
         "policies": [
-            {
-                "name": "agents-readonly",
-                "groups": ["ai-agents-readonly"],
-                "connection": "dev",
-                "allow": [
-                    {
-                        "verbs": ["get", "list", "watch"],
-                        "api_groups": ["*"],
-                        "resources": ["*"],
-                        "namespaces": ["*"],
-                    },
-                    {
-                        "verbs": ["get"],
-                        "non_resource_urls": [
-                            "/version",
-                            "/api",
-                            "/api/*",
-                            "/apis",
-                            "/apis/*",
-                            "/openapi/*",
-                        ],
-                    },
-                ],
-                "deny": [
-                    {
-                        "verbs": ["*"],
-                        "api_groups": [""],
-                        "resources": ["secrets"],
-                        "namespaces": ["*"],
-                    }
-                ],
-            },
-            {
-                "name": "platform-admins",
-                "groups": ["platform-admins"],
-                "connection": "dev",
-                "allow": [
-                    {"verbs": ["*"], "api_groups": ["*"], "resources": ["*"], "namespaces": ["*"]},
-                    {"verbs": ["*"], "non_resource_urls": ["*"]},
-                ],
-            },
+            *demo_policies("dev"),
             {
                 "name": "admins-down",
                 "groups": ["platform-admins"],
