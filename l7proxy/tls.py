@@ -8,12 +8,13 @@ the least machinery: a receive decrypts every record that one socket read brough
 `max_bytes`), and a send encrypts the whole buffer and writes it in one call. Measured on
 the benchmark machine: a small TLS round trip 320 → 200 µs, bulk receives 16 → 140 KiB.
 
-What it keeps of `trio.SSLStream`'s contract: one task may send while another receives;
-failures of the TLS layer are `trio.BrokenResourceError` with the `ssl.SSLError` as their
-cause; use after `aclose` is `trio.ClosedResourceError`. Like `https_compatible=True`, an
-EOF without close_notify ends the stream quietly: HTTP framing (h11, h2) is what notices a
-truncated message. The contexts it is given refuse renegotiation (`no_renegotiation`; TLS 1.3
-has none), so a send never has to wait for the peer.
+What it keeps of `trio.SSLStream`'s contract: one task may send while another receives; a
+receive cancelled while it waits loses no data; failures of the TLS layer are
+`trio.BrokenResourceError` with the `ssl.SSLError` as their cause; use after `aclose` is
+`trio.ClosedResourceError`. Like `https_compatible=True`, an EOF without close_notify ends
+the stream quietly: HTTP framing (h11, h2) is what notices a truncated message. The contexts
+it is given refuse renegotiation (`no_renegotiation`; TLS 1.3 has none), so a send never has
+to wait for the peer.
 """
 
 from __future__ import annotations
@@ -101,13 +102,14 @@ class TLSStream(trio.abc.Stream):
         limit = max_bytes or 64 * 1024
         while not self._eof:
             data = self._decrypt(limit)
-            if self._outgoing.pending and not self._unsent_writers:
-                # Reading produced bytes to send (a TLS 1.3 key update to answer). Were a
-                # sender waiting, it would carry them; sending its data from here instead
-                # could block this reader on a peer that is itself blocked sending to us.
-                await self._flush()
             if data:
-                return data
+                return data  # nothing awaited since decrypting: a cancellation loses nothing
+            if self._outgoing.pending and not self._unsent_writers:
+                # Reading produced bytes to send (a TLS 1.3 key update to answer), sent
+                # before waiting for more. Were a sender waiting, it would carry them;
+                # sending its data from here instead could block this reader on a peer
+                # that is itself blocked sending to us.
+                await self._flush()
             if not await self._refill():
                 self._eof = True
         await trio.lowlevel.checkpoint()

@@ -173,6 +173,14 @@ async def test_a_peer_that_vanishes_mid_handshake_is_a_broken_resource() -> None
     await server.aclose()
 
 
+async def test_a_receive_cancelled_while_waiting_loses_nothing() -> None:
+    async with connected_pair() as (server, client):
+        with trio.move_on_after(0.05):
+            await server.receive_some()
+        await client.send_all(b"after the cancel")
+        assert await server.receive_some() == b"after the cancel"
+
+
 async def test_close_notify_ends_the_stream_after_what_came_before_it() -> None:
     async with connected_pair() as (server, client):
         await client.send_all(b"last words")
