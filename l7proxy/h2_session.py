@@ -161,8 +161,10 @@ class H2Stream:
             except h2.exceptions.StreamClosedError as exc:
                 raise StreamClosedError(self.id) from exc
             if window <= 0:
-                await self.session.flush()
-                unflushed = 0
+                if unflushed:
+                    await self.session.flush()
+                    unflushed = 0
+                    continue  # flushing may have waited: look at the window again
                 await self.session.window_opened.wait()
                 continue
             size = min(window, conn.max_outbound_frame_size, len(view))
