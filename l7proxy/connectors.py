@@ -8,8 +8,11 @@ several.
 from __future__ import annotations
 
 import json
+import math
 import os
 import ssl
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, assert_never
 
@@ -52,19 +55,29 @@ class Connector(Protocol):
 
 
 class TokenFile:
-    """A bearer token read from a file, re-read when the file changes (rotated tokens)."""
+    """A bearer token read from a file, re-read when the file changes (rotated tokens).
+    The file is looked at no more than once per `CHECK_INTERVAL` seconds, not once per
+    request: projected tokens rotate well before they expire."""
 
-    def __init__(self, path: Path) -> None:
+    CHECK_INTERVAL = 1.0
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self._clock = clock
         self._stamp: tuple[int, int] | None = None
+        self._checked = -math.inf
         self._value = b""
 
     def value(self) -> bytes:
+        now = self._clock()
+        if now - self._checked < self.CHECK_INTERVAL:
+            return self._value
         stat = os.stat(self.path)
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp != self._stamp:
             self._value = self.path.read_bytes().strip()
             self._stamp = stamp
+        self._checked = now
         return self._value
 
 
