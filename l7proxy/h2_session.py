@@ -150,7 +150,8 @@ class H2Stream:
 
     async def send(self, data: bytes) -> None:
         """Send `data`, waiting for send window as the peer grants it. Frames are handed
-        to the writer together, every `_BACKLOG_LIMIT` bytes and before waiting for window."""
+        to the writer together: before waiting for window, and whenever they would take
+        the connection's backlog to `_BACKLOG_LIMIT` (where `flush` waits for the writer)."""
         view = memoryview(data)
         conn = self.session.conn
         unflushed = 0
@@ -171,7 +172,7 @@ class H2Stream:
             conn.send_data(self.id, bytes(view[:size]))
             view = view[size:]
             unflushed += size
-            if unflushed >= _BACKLOG_LIMIT:
+            if self.session.backlog + unflushed >= _BACKLOG_LIMIT:
                 await self.session.flush()
                 unflushed = 0
         await self.session.flush()
@@ -263,13 +264,14 @@ class H2Session:
         while self.backlog > _BACKLOG_LIMIT and not self.closed:
             await self._written.wait()
 
-    def _collect(self) -> None:
+    def _collect(self, *, wake_writer: bool = True) -> None:
         """Take what h2 has produced into the writer's queue."""
         data = self.conn.data_to_send()
         if data:
             self._outgoing.append(data)
             self.backlog += len(data)
-            self._writer_wakeup.set()
+            if wake_writer:
+                self._writer_wakeup.set()
 
     async def _writer(self) -> None:
         while not self.closed:
@@ -279,7 +281,7 @@ class H2Session:
 
     async def _write_pending(self) -> None:
         async with self._send_lock:
-            self._collect()
+            self._collect(wake_writer=False)  # taken now: no need for another pass
             data = b"".join(self._outgoing)
             self._outgoing.clear()
             self.backlog = 0

@@ -32,8 +32,8 @@ from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 # Values outside [MIN_LENGTH, MAX_LENGTH] bytes are coded directly.
 MIN_LENGTH: Final = 8
 MAX_LENGTH: Final = 4096
-# Distinct values kept (at most ~4 MiB): the tokens of the callers active right now, a few
-# credentials, and the paths and headers in use.
+# Distinct values kept (at most ~6 MiB, keys and values): the tokens of the callers active
+# right now, a few credentials, and the paths and headers in use.
 CACHE_SIZE: Final = 512
 
 _decode_huffman = hpack.huffman_table.decode_huffman

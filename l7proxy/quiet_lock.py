@@ -4,8 +4,9 @@
 run loop, with an epoll call). The gateway takes a send lock for every write on every
 connection — the HTTP/2 writer, the TLS layer, the HTTP/1.1 responder — almost always
 uncontended, so those passes were a measurable share of a proxied request. This lock only
-waits when it must; whoever holds it is woken in turn. The writes it guards are themselves
-checkpoints, so cancellation still reaches every task that uses it.
+waits when it must, and a release hands it straight to the longest waiter, so waiters are
+served in order (as with `trio.Lock`) and a busy holder cannot starve them. The writes it
+guards are themselves checkpoints, so cancellation still reaches every task that uses it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class QuietLock:
         return self._held
 
     async def __aenter__(self) -> None:
-        while self._held:
+        if self._held:
+            # Woken by `__aexit__` with the lock handed over: first come, first served.
             await self._waiters.park()
         self._held = True
 
@@ -39,5 +41,7 @@ class QuietLock:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._held = False
-        self._waiters.unpark()
+        if self._waiters:
+            self._waiters.unpark()  # ownership passes to the longest waiter; stays held
+        else:
+            self._held = False

@@ -60,8 +60,11 @@ class TLSStream(trio.abc.Stream):
         self._send_lock = QuietLock()
         self._handshake_lock = trio.Lock()
         self._handshake_done = False
+        self._handshake_failure: trio.BrokenResourceError | None = None
         # Senders whose encrypted bytes wait in the outgoing buffer for the send lock.
         self._unsent_writers = 0
+        # A send was cut short (cancelled or failed) mid-record: nothing more may follow it.
+        self._broken = False
         self._eof = False
         self._closed = False
 
@@ -71,8 +74,16 @@ class TLSStream(trio.abc.Stream):
     async def do_handshake(self) -> None:
         """Complete the handshake; sending or receiving first does it implicitly."""
         async with self._handshake_lock:
+            if self._handshake_failure is not None:  # another task's attempt failed
+                raise trio.BrokenResourceError(
+                    str(self._handshake_failure)
+                ) from self._handshake_failure.__cause__
             if not self._handshake_done:
-                await self._handshake()
+                try:
+                    await self._handshake()
+                except trio.BrokenResourceError as exc:
+                    self._handshake_failure = exc
+                    raise
                 self._handshake_done = True
 
     async def _handshake(self) -> None:
@@ -95,8 +106,7 @@ class TLSStream(trio.abc.Stream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """What has arrived, decrypted: up to `max_bytes` (64 KiB if not given); b"" once
         the peer has closed."""
-        if self._closed:
-            raise trio.ClosedResourceError("the TLS stream is closed")
+        self._check_usable()
         if not self._handshake_done:
             await self.do_handshake()
         limit = max_bytes or 64 * 1024
@@ -104,11 +114,12 @@ class TLSStream(trio.abc.Stream):
             data = self._decrypt(limit)
             if data:
                 return data  # nothing awaited since decrypting: a cancellation loses nothing
-            if self._outgoing.pending and not self._unsent_writers:
-                # Reading produced bytes to send (a TLS 1.3 key update to answer), sent
-                # before waiting for more. Were a sender waiting, it would carry them;
-                # sending its data from here instead could block this reader on a peer
-                # that is itself blocked sending to us.
+            if self._outgoing.pending and not self._unsent_writers and not self._send_lock.locked:
+                # Reading produced bytes to send (an alert, a key update to answer), sent
+                # before waiting for more. A sender holding or awaiting the lock carries
+                # them instead (the holder drains the buffer before it lets go): waiting
+                # for it here could block this reader on a peer that is itself blocked
+                # sending to us.
                 await self._flush()
             if not await self._refill():
                 self._eof = True
@@ -116,8 +127,7 @@ class TLSStream(trio.abc.Stream):
         return b""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("the TLS stream is closed")
+        self._check_usable()
         if not self._handshake_done:
             await self.do_handshake()
         try:
@@ -140,8 +150,9 @@ class TLSStream(trio.abc.Stream):
             # We do not wait for the peer's close_notify; a failed TLS has none to send.
             with contextlib.suppress(ssl.SSLError):
                 self._tls.unwrap()
-            with trio.move_on_after(_CLOSE_TIMEOUT):
-                await self._flush_quietly()
+            if not self._broken:
+                with trio.move_on_after(_CLOSE_TIMEOUT):
+                    await self._flush_quietly()
         finally:
             await self.transport.aclose()
 
@@ -174,15 +185,28 @@ class TLSStream(trio.abc.Stream):
         self._incoming.write(data)
         return True
 
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the TLS stream is closed")
+        if self._broken:
+            raise trio.BrokenResourceError("an earlier send on this TLS stream was cut short")
+
     async def _flush(self, *, writer: bool = False) -> None:
+        """Send everything encrypted so far, under the send lock. The holder keeps going
+        until the buffer is empty, so bytes added meanwhile (by a reader) go out too."""
         try:
             async with self._send_lock:
-                pending = self._outgoing.read()
                 if writer:
                     writer = False
                     self._unsent_writers -= 1
-                if pending:
-                    await self.transport.send_all(pending)
+                while pending := self._outgoing.read():
+                    if self._broken:
+                        return
+                    try:
+                        await self.transport.send_all(pending)
+                    except BaseException:
+                        self._broken = True  # part of a record may be out: a stream no more
+                        raise
         finally:
             if writer:  # cancelled while waiting for the lock
                 self._unsent_writers -= 1

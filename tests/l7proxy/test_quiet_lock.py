@@ -68,3 +68,25 @@ async def test_a_cancelled_waiter_leaves_the_lock_to_the_others() -> None:
         await lock.__aexit__(None, None, None)
     assert got == ["second"]
     assert not lock.locked
+
+
+async def test_a_release_hands_the_lock_to_the_longest_waiter() -> None:
+    lock = QuietLock()
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        async with lock:
+            order.append(name)
+
+    async with trio.open_nursery() as nursery:
+        await lock.__aenter__()
+        nursery.start_soon(waiter, "first")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(waiter, "second")
+        await trio.testing.wait_all_tasks_blocked()
+        await lock.__aexit__(None, None, None)
+        # Taking it straight back, without a checkpoint, must not jump the queue.
+        await lock.__aenter__()
+        order.append("holder again")
+        await lock.__aexit__(None, None, None)
+    assert order == ["first", "second", "holder again"]

@@ -163,6 +163,35 @@ async def _refused(server: TLSStream) -> None:
         await server.do_handshake()
 
 
+async def test_a_failed_handshake_fails_the_same_way_for_the_next_caller() -> None:
+    a, b = socket_pair()
+    server = TLSStream(a, server_context(), server_side=True)
+    client = TLSStream(b, client_context(trustme.CA()), server_hostname="gateway.test")
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_refused, server)
+            with pytest.raises(trio.BrokenResourceError):
+                await client.do_handshake()
+        with pytest.raises(trio.BrokenResourceError, match="TLS handshake failed") as again:
+            await client.send_all(b"x")
+        assert isinstance(again.value.__cause__, ssl.SSLCertVerificationError)
+    finally:
+        await trio.aclose_forcefully(server)
+        await trio.aclose_forcefully(client)
+
+
+async def test_a_send_cut_short_leaves_the_stream_broken() -> None:
+    async with connected_pair() as (_, client):
+        # Nobody reads the other end: the send blocks part-way and is cancelled there.
+        with trio.move_on_after(0.2) as scope:
+            await client.send_all(b"x" * (8 << 20))
+        assert scope.cancelled_caught
+        with pytest.raises(trio.BrokenResourceError, match="cut short"):
+            await client.send_all(b"more")
+        with pytest.raises(trio.BrokenResourceError):
+            await client.receive_some()
+
+
 async def test_a_peer_that_vanishes_mid_handshake_is_a_broken_resource() -> None:
     a, b = socket_pair()
     server = TLSStream(a, server_context(), server_side=True)
