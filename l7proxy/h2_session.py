@@ -110,6 +110,7 @@ class H2Stream:
         self.head_received.set()
         self.cancel_scope.cancel()
         self._changed.fire()
+        self.session.window_opened.fire()  # a sender waiting for window learns of it too
 
     @property
     def ended(self) -> bool:

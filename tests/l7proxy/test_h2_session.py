@@ -153,3 +153,37 @@ async def test_a_body_that_arrives_with_its_headers_is_still_a_body() -> None:
             await empty.head_received.wait()
             nursery.cancel_scope.cancel()
     assert seen == [(False, b"payload"), (True, b"")]
+
+
+async def test_a_sender_waiting_for_window_learns_that_its_stream_was_reset(
+    nursery: trio.Nursery,
+) -> None:
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = H2Session(server_end, client_side=False)
+    client = H2Session(client_end, client_side=True)
+    arrived = trio.Event()
+
+    async def never_reads_then_resets(stream: H2Stream) -> None:
+        await arrived.wait()
+        await stream.reset()
+
+    await server.start()
+    await client.start()
+    nursery.start_soon(server.run, never_reads_then_resets)
+    nursery.start_soon(client.run)
+    stream = await client.open_stream(_request(), end_stream=False)
+    failures: list[StreamClosedError] = []
+
+    async def send() -> None:
+        try:
+            await stream.send(b"x" * (2 * STREAM_WINDOW))
+        except StreamClosedError as exc:
+            failures.append(exc)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(send)
+            # The stream's window (1 MiB) runs out and nobody reads: the sender waits.
+            await trio.testing.wait_all_tasks_blocked()
+            arrived.set()
+    assert [f.stream_id for f in failures] == [stream.id]
