@@ -9,13 +9,11 @@ serves discovery and JWKS until SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import ssl
-import sys
 from functools import partial
 
 import trio
+from serving import announce_and_serve
 
 from l7proxy.devissuer import DevIssuer
 
@@ -26,17 +24,13 @@ async def _main(args: argparse.Namespace) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.cert, args.key)
     issuer = DevIssuer()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(partial(issuer.serve, host="127.0.0.1", ssl_context=context))
-            token = issuer.mint(
-                args.subject, groups=args.groups.split(","), expires_in=TOKEN_LIFETIME
-            )
-            sys.stdout.write(json.dumps({"issuer": issuer.issuer, "token": token}) + "\n")
-            sys.stdout.flush()
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                break
+
+    async def start(nursery: trio.Nursery) -> dict[str, object]:
+        await nursery.start(partial(issuer.serve, host="127.0.0.1", ssl_context=context))
+        token = issuer.mint(args.subject, groups=args.groups.split(","), expires_in=TOKEN_LIFETIME)
+        return {"issuer": issuer.issuer, "token": token}
+
+    await announce_and_serve(start)
 
 
 def main() -> None:

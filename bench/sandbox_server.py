@@ -9,38 +9,16 @@ Prints {"port": N} once listening, then serves until SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import sys
-from functools import partial
 
 import trio
+from serving import announce_and_serve, tls_listener
 
-from l7proxy.listener import serve, server_ssl_context
 from l7proxy.sandbox import SandboxCluster
-from l7proxy.settings import Limits
 
 
 async def _main(args: argparse.Namespace) -> None:
     cluster = SandboxCluster(tokens={args.token: "system:serviceaccount:l7proxy:bench"})
-    context = server_ssl_context(args.cert, args.key)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(
-                partial(
-                    serve,
-                    cluster.handle,
-                    host="127.0.0.1",
-                    port=0,
-                    ssl_context=context,
-                    limits=Limits(),
-                )
-            )
-            sys.stdout.write(json.dumps({"port": bound[0][1]}) + "\n")
-            sys.stdout.flush()
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                break
+    await announce_and_serve(tls_listener(cluster.handle, args.cert, args.key))
 
 
 def main() -> None:

@@ -12,17 +12,12 @@ dropped. Prints {"port": N} once listening, then serves until SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import sys
-from functools import partial
 from urllib.parse import parse_qs
 
 import trio
+from serving import announce_and_serve, tls_listener
 
 from l7proxy.exchange import Exchange
-from l7proxy.listener import serve, server_ssl_context
-from l7proxy.settings import Limits
 from protocols.headers import upgrade_token
 
 CHUNK = b"x" * (256 * 1024)
@@ -47,18 +42,7 @@ async def handle(exchange: Exchange) -> None:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    context = server_ssl_context(args.cert, args.key)
-    limits = Limits()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(
-                partial(serve, handle, host="127.0.0.1", port=0, ssl_context=context, limits=limits)
-            )
-            sys.stdout.write(json.dumps({"port": bound[0][1]}) + "\n")
-            sys.stdout.flush()
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                break
+    await announce_and_serve(tls_listener(handle, args.cert, args.key))
 
 
 def main() -> None:
