@@ -11,6 +11,7 @@ import enum
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -254,7 +255,9 @@ class UpstreamPool:
     ) -> UpstreamRequest:
         """Send a request head; the caller then streams the body and reads the response."""
         path = self.origin.base_path + target
-        conn = self._ready_connection() or await self._connect()
+        conn = self._ready_connection()
+        if conn is None:
+            conn = await self._in_connect_time(self._new_connection)
         if isinstance(conn, H2Session):
             fields = [
                 (b":method", method.encode()),
@@ -284,14 +287,7 @@ class UpstreamPool:
 
         Returns the switched byte stream on `101`; any other answer comes back as an
         ordinary response for the caller to relay."""
-        timeout = self.limits.upstream_connect_timeout
-        try:
-            with trio.fail_after(timeout):
-                transport, _ = await self._dial(self.upgrade_ssl_context)
-        except trio.TooSlowError as exc:
-            raise UpstreamError(
-                UpstreamFailure.TIMEOUT, f"no connection within {timeout:g}s"
-            ) from exc
+        transport, _ = await self._in_connect_time(partial(self._dial, self.upgrade_ssl_context))
         conn = _H1Connection(transport)
         request = _H1Request(conn, self._release_h1)
         fields = [(b"host", self.origin.authority), *headers]
@@ -326,10 +322,11 @@ class UpstreamPool:
             return self._idle_h1.pop()
         return None
 
-    async def _connect(self) -> H2Session | _H1Connection:
+    async def _in_connect_time(self, connect: Callable[[], Awaitable[_T]]) -> _T:
+        """`connect()`, or a timeout error after `upstream_connect_timeout`."""
         timeout = self.limits.upstream_connect_timeout
         with trio.move_on_after(timeout):
-            return await self._new_connection()
+            return await connect()
         raise UpstreamError(UpstreamFailure.TIMEOUT, f"no connection within {timeout:g}s")
 
     async def _new_connection(self) -> H2Session | _H1Connection:
