@@ -61,8 +61,6 @@ class TLSStream(trio.abc.Stream):
         self._handshake_lock = trio.Lock()
         self._handshake_done = False
         self._handshake_failure: trio.BrokenResourceError | None = None
-        # Senders whose encrypted bytes wait in the outgoing buffer for the send lock.
-        self._unsent_writers = 0
         # A send was cut short (cancelled or failed) mid-record: nothing more may follow it.
         self._broken = False
         self._eof = False
@@ -114,12 +112,12 @@ class TLSStream(trio.abc.Stream):
             data = self._decrypt(limit)
             if data:
                 return data  # nothing awaited since decrypting: a cancellation loses nothing
-            if self._outgoing.pending and not self._unsent_writers and not self._send_lock.locked:
+            if self._outgoing.pending and not self._send_lock.locked:
                 # Reading produced bytes to send (an alert, a key update to answer), sent
-                # before waiting for more. A sender holding or awaiting the lock carries
-                # them instead (the holder drains the buffer before it lets go): waiting
-                # for it here could block this reader on a peer that is itself blocked
-                # sending to us.
+                # before waiting for more. While the lock is held (it stays held as it
+                # passes to a queued sender) its holder carries them, since it drains the
+                # buffer before it lets go: waiting for it here could block this reader on
+                # a peer that is itself blocked sending to us.
                 await self._flush()
             if not await self._refill():
                 self._eof = True
@@ -134,8 +132,7 @@ class TLSStream(trio.abc.Stream):
             self._tls.write(data)
         except ssl.SSLError as exc:
             raise trio.BrokenResourceError(f"TLS error while sending: {exc}") from exc
-        self._unsent_writers += 1
-        await self._flush(writer=True)
+        await self._flush()
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport.wait_send_all_might_not_block()
@@ -191,25 +188,19 @@ class TLSStream(trio.abc.Stream):
         if self._broken:
             raise trio.BrokenResourceError("an earlier send on this TLS stream was cut short")
 
-    async def _flush(self, *, writer: bool = False) -> None:
+    async def _flush(self) -> None:
         """Send everything encrypted so far, under the send lock. The holder keeps going
-        until the buffer is empty, so bytes added meanwhile (by a reader) go out too."""
-        try:
-            async with self._send_lock:
-                if writer:
-                    writer = False
-                    self._unsent_writers -= 1
-                while pending := self._outgoing.read():
-                    if self._broken:
-                        return
-                    try:
-                        await self.transport.send_all(pending)
-                    except BaseException:
-                        self._broken = True  # part of a record may be out: a stream no more
-                        raise
-        finally:
-            if writer:  # cancelled while waiting for the lock
-                self._unsent_writers -= 1
+        until the buffer is empty, so bytes added meanwhile (by a reader, or by senders
+        queued behind it) go out too."""
+        async with self._send_lock:
+            while pending := self._outgoing.read():
+                if self._broken:
+                    return
+                try:
+                    await self.transport.send_all(pending)
+                except BaseException:
+                    self._broken = True  # part of a record may be out: a stream no more
+                    raise
 
     async def _flush_quietly(self) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
