@@ -11,7 +11,7 @@ from pathlib import Path
 import trustme
 import yaml
 
-from l7proxy.sandbox import discovery
+from l7proxy.tools.sandbox import discovery
 
 CLUSTER_TOKEN = "bench-cluster-token"  # the proxies' credential towards the upstream
 GROUP = "bench-readers"

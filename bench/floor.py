@@ -27,8 +27,8 @@ import h2.connection
 import trio
 import trustme
 
-from l7proxy import h2_speedups
-from l7proxy.tls import TLSStream
+from l7proxy.wire import h2_speedups
+from l7proxy.wire.tls import TLSStream
 
 REPEATS = 5
 # About the size of the benchmark's RS256 JWT.

@@ -15,7 +15,7 @@ from functools import partial
 import trio
 from serving import announce_and_serve
 
-from l7proxy.devissuer import DevIssuer
+from l7proxy.tools.devissuer import DevIssuer
 
 TOKEN_LIFETIME = 24 * 3600.0
 

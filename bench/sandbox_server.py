@@ -13,7 +13,7 @@ import argparse
 import trio
 from serving import announce_and_serve, tls_listener
 
-from l7proxy.sandbox import SandboxCluster
+from l7proxy.tools.sandbox import SandboxCluster
 
 
 async def _main(args: argparse.Namespace) -> None:

@@ -14,8 +14,8 @@ from functools import partial
 
 import trio
 
-from l7proxy.listener import Handle, serve, server_ssl_context
-from l7proxy.settings import Limits
+from l7proxy.config.settings import Limits
+from l7proxy.wire.listener import Handle, serve, server_ssl_context
 
 Start = Callable[[trio.Nursery], Awaitable[dict[str, object]]]
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 import trio
 from serving import announce_and_serve, tls_listener
 
-from l7proxy.exchange import Exchange
+from l7proxy.wire.exchange import Exchange
 from protocols.headers import upgrade_token
 
 CHUNK = b"x" * (256 * 1024)

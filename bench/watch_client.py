@@ -21,7 +21,7 @@ from collections import Counter
 
 import trio
 
-from l7proxy.h2_session import H2Session, H2Stream
+from l7proxy.wire.h2_session import H2Session, H2Stream
 
 SETTINGS_TIMEOUT = 10.0
 

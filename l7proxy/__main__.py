@@ -1,5 +1,5 @@
 import sys
 
-from l7proxy.cli import main
+from l7proxy.tools.cli import main
 
 sys.exit(main(sys.argv[1:]))

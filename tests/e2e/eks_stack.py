@@ -28,14 +28,14 @@ import yaml
 from moto.server import ThreadedMotoServer
 from moto.sts.models import STSBackend
 
-from l7proxy.config import load_config
-from l7proxy.devissuer import DevIssuer
-from l7proxy.listener import serve
-from l7proxy.sandbox import SandboxCluster
-from l7proxy.server import run_gateway
-from l7proxy.settings import Limits
+from l7proxy.config.loader import load_config
+from l7proxy.config.settings import Limits
+from l7proxy.runtime.server import run_gateway
+from l7proxy.tools.devissuer import DevIssuer
+from l7proxy.tools.sandbox import SandboxCluster
+from l7proxy.wire.listener import serve
 from tests.e2e.stack import CLUSTER_TOKEN, Stack, _closed_port, _tls_context
-from tests.l7proxy.eks.fakes import FakeSts
+from tests.l7proxy.upstream.eks.fakes import FakeSts
 
 ACCOUNT = "123456789012"
 READONLY_ARN = f"arn:aws:iam::{ACCOUNT}:role/eks-readonly"

@@ -16,13 +16,13 @@ import trio
 import trustme
 import yaml
 
-from l7proxy.config import load_config
-from l7proxy.demo import demo_policies
-from l7proxy.devissuer import DevIssuer
-from l7proxy.listener import Handle, serve
-from l7proxy.sandbox import SandboxCluster
-from l7proxy.server import run_gateway
-from l7proxy.settings import Limits
+from l7proxy.config.loader import load_config
+from l7proxy.config.settings import Limits
+from l7proxy.runtime.server import run_gateway
+from l7proxy.tools.demo import demo_policies
+from l7proxy.tools.devissuer import DevIssuer
+from l7proxy.tools.sandbox import SandboxCluster
+from l7proxy.wire.listener import Handle, serve
 from policy.model import Rule
 
 KUBECTL = "/usr/bin/kubectl"

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trustme
 
-from l7proxy.eks.credentials import session_name_for
+from l7proxy.upstream.eks.credentials import session_name_for
 from tests.e2e.eks_stack import (
     ACCOUNT,
     ADMIN_ARN,

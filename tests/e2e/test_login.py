@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from josepy.jwk import JWKRSA
 
-from l7proxy.login.oauth import jwt_claims, thumbprint
+from l7proxy.identity.login.oauth import jwt_claims, thumbprint
 from tests.e2e.stack import Stack, kubectl, start_stack, wait_for_event
 
 L7PROXY = [sys.executable, "-m", "l7proxy"]

@@ -16,7 +16,7 @@ import pytest
 import trio
 import trustme
 
-from l7proxy.replay import replay
+from l7proxy.tools.replay import replay
 from protocols.k8s_channels import TerminalSize
 from tests.e2e.stack import (
     Stack,

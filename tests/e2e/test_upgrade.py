@@ -8,8 +8,8 @@ from pathlib import Path
 import trio
 import trustme
 
-from l7proxy.exchange import Exchange
-from l7proxy.h1_server import wants_upgrade
+from l7proxy.wire.exchange import Exchange
+from l7proxy.wire.h1_server import wants_upgrade
 from tests.e2e.stack import Stack, start_stack, wait_for_event
 
 ADMIN = ("platform-admins",)

@@ -1,0 +1,3 @@
+"""Configuration: the frozen settings the gateway runs on, and the loader that validates a file
+into them.
+"""

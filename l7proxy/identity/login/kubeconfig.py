@@ -1,0 +1,210 @@
+"""`l7proxy kubeconfig`: a kubeconfig whose only credential is the `l7proxy login` plugin.
+
+The cluster entry names the gateway (`<gateway>/k8s/<connection>`) and the gateway's CA; the
+user entry runs `l7proxy login` for a token from the identity provider. Nothing in the file
+reaches the cluster by itself, which is the point: an agent given this file holds no cluster
+credential, and a client secret stays in its own file (`--client-secret-file`), not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from l7proxy.identity.login.command import (
+    LoginOptions,
+    add_grant_arguments,
+    grant_options,
+)
+from l7proxy.identity.login.http import LoginError, check_url
+
+EXEC_API_VERSION = "client.authentication.k8s.io/v1"
+INSTALL_HINT = "l7proxy login is part of l7proxy (pip install l7proxy); see its README."
+
+
+@dataclass(frozen=True, slots=True)
+class KubeconfigEntry:
+    """One context: a cluster (the gateway connection) and a user (the login plugin)."""
+
+    context: str
+    server: str
+    ca_pem: bytes | None
+    login: LoginOptions
+    open_browser: bool = True
+
+
+def plugin_command() -> list[str]:
+    """How to run this very l7proxy again: its entry point script when that is what runs
+    (absolute, so kubectl need not find it on PATH), else this interpreter with `-m`."""
+    script = Path(sys.argv[0])
+    if script.name == "l7proxy" and script.is_file() and os.access(script, os.X_OK):
+        return [str(script.absolute())]
+    return [sys.executable, "-m", "l7proxy"]
+
+
+def login_args(options: LoginOptions, *, open_browser: bool = True) -> list[str]:
+    """`login …` arguments reproducing `options`; paths absolute, since kubectl runs the
+    plugin from whatever directory the user is in."""
+    args = ["login", "--issuer", options.issuer, "--client-id", options.client_id]
+    args += ["--grant", options.grant]
+    if options.scopes:
+        args += ["--scope", " ".join(options.scopes)]
+    for flag, value in (("--audience", options.audience), ("--resource", options.resource)):
+        if value:
+            args += [flag, value]
+    for flag, path in (
+        ("--ca-file", options.ca_file),
+        ("--client-secret-file", options.client_secret_file),
+        ("--private-key-file", options.private_key_file),
+        ("--cache-dir", options.cache_dir),
+    ):
+        if path is not None:
+            args += [flag, str(path.absolute())]
+    if options.key_id:
+        args += ["--key-id", options.key_id]
+    if options.use != "auto":
+        args.append(f"--use-{options.use}-token")
+    if not open_browser:
+        args.append("--no-browser")
+    return args
+
+
+def kubeconfig_document(entries: Sequence[KubeconfigEntry]) -> dict[str, object]:
+    """A kubeconfig with one context per entry; the first is the current one."""
+    command = plugin_command()
+    clusters, users, contexts = [], [], []
+    for entry in entries:
+        cluster: dict[str, object] = {"server": entry.server}
+        if entry.ca_pem is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(entry.ca_pem).decode()
+        clusters.append({"name": entry.context, "cluster": cluster})
+        users.append(
+            {
+                "name": entry.context,
+                "user": {
+                    "exec": {
+                        "apiVersion": EXEC_API_VERSION,
+                        "command": command[0],
+                        "args": [
+                            *command[1:],
+                            *login_args(entry.login, open_browser=entry.open_browser),
+                        ],
+                        "interactiveMode": (
+                            "Never" if entry.login.grant == "client-credentials" else "IfAvailable"
+                        ),
+                        "provideClusterInfo": False,
+                        "installHint": INSTALL_HINT,
+                    }
+                },
+            }
+        )
+        contexts.append(
+            {"name": entry.context, "context": {"cluster": entry.context, "user": entry.context}}
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": clusters,
+        "users": users,
+        "contexts": contexts,
+        "current-context": entries[0].context if entries else "",
+        "preferences": {},
+    }
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (0600), replacing any earlier one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
+def gateway_server(gateway: str, connection: str) -> str:
+    check_url(gateway, "--gateway")
+    if not connection or "/" in connection or connection in (".", ".."):
+        raise LoginError(f"--connection must be a connection's name, not {connection!r}")
+    if urlsplit(gateway).path.rstrip("/"):
+        raise LoginError(f"--gateway is the gateway's base URL, without a path: {gateway!r}")
+    return f"{gateway.rstrip('/')}/k8s/{connection}"
+
+
+def read_ca(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoginError(f"cannot read --ca-file {path}: {exc.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise LoginError(f"--ca-file {path} holds no PEM certificate")
+    return data
+
+
+def add_kubeconfig_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gateway", required=True, help="the gateway's URL, e.g. https://gw:8443")
+    parser.add_argument("--connection", required=True, help="the connection's name")
+    parser.add_argument("--issuer", required=True, help="the OpenID issuer URL (exact `iss`)")
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--ca-file", type=Path, help="the gateway's CA (PEM), embedded")
+    add_grant_arguments(parser, issuer_ca_flag="--issuer-ca-file")
+    parser.add_argument(
+        "--no-browser", dest="open_browser", action="store_false", help="passed to login"
+    )
+    parser.add_argument("--context", help="the context's name (default: l7proxy-CONNECTION)")
+    parser.add_argument(
+        "--output", type=Path, help="write here (mode 0600) instead of to stdout", metavar="FILE"
+    )
+
+
+def entry_from_args(args: argparse.Namespace) -> KubeconfigEntry:
+    """The context the options describe; a `LoginError` for anything that would not work."""
+    check_url(args.issuer, "--issuer")
+    for flag, path in (
+        ("--issuer-ca-file", args.issuer_ca_file),
+        ("--client-secret-file", args.client_secret_file),
+        ("--private-key-file", args.private_key_file),
+    ):
+        if path is not None and not path.is_file():
+            raise LoginError(f"{flag} {path} is not a file")
+    if args.client_secret_file and args.private_key_file:
+        raise LoginError("give only one of --client-secret-file, --private-key-file")
+    if args.grant == "client-credentials" and not (
+        args.client_secret_file or args.private_key_file
+    ):
+        raise LoginError(
+            "--grant client-credentials needs --client-secret-file or --private-key-file"
+        )
+    return KubeconfigEntry(
+        context=args.context or f"l7proxy-{args.connection}",
+        server=gateway_server(args.gateway, args.connection),
+        ca_pem=read_ca(args.ca_file) if args.ca_file else None,
+        login=grant_options(args),
+        open_browser=args.open_browser,
+    )
+
+
+def run_kubeconfig(args: argparse.Namespace) -> int:
+    """The `kubeconfig` subcommand: the file (or stdout), or one line on stderr and 1."""
+    try:
+        entry = entry_from_args(args)
+    except LoginError as exc:
+        print(f"l7proxy kubeconfig: {exc}", file=sys.stderr)
+        return 1
+    text = yaml.safe_dump(kubeconfig_document([entry]), sort_keys=False)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        write_private(args.output, text)
+    except OSError as exc:
+        print(f"l7proxy kubeconfig: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} (context {entry.context})", file=sys.stderr)
+    return 0

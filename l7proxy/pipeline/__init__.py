@@ -1,0 +1,3 @@
+"""The request path: route, authenticate, resolve, authorize, answer locally or forward, splice,
+audit.
+"""

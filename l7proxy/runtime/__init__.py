@@ -1,0 +1,1 @@
+"""A running gateway assembled from a validated configuration: workers, signals, logging."""

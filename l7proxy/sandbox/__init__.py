@@ -1,5 +1,0 @@
-"""A small in-memory kube-apiserver: the upstream cluster for end-to-end tests and the demo."""
-
-from l7proxy.sandbox.app import SandboxCluster, SeenRequest
-
-__all__ = ["SandboxCluster", "SeenRequest"]

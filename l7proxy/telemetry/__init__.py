@@ -1,0 +1,1 @@
+"""What the gateway records: audit events and Prometheus metrics."""

@@ -1,0 +1,36 @@
+"""Prometheus metrics for `/metrics`, in a registry owned by the gateway (not global)."""
+
+from __future__ import annotations
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from l7proxy.telemetry.audit import AuditEvent
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "l7proxy_requests",
+            "Requests by connection, decision and status code.",
+            ["connection", "decision", "code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "l7proxy_request_duration_seconds",
+            "Time from request head to the end of the response.",
+            ["connection", "decision"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+        )
+
+    def observe(self, event: AuditEvent) -> None:
+        self.requests.labels(event.connection, event.decision, str(event.status)).inc()
+        self.duration.labels(event.connection, event.decision).observe(event.duration_ms / 1000)
+
+    def render(self) -> tuple[bytes, bytes]:
+        return (
+            prometheus_client.generate_latest(self.registry),
+            prometheus_client.CONTENT_TYPE_LATEST.encode(),
+        )

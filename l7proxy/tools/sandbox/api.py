@@ -1,0 +1,295 @@
+"""The resource API: `/api/v1/...` and `/apis/<group>/<version>/...` requests by verb."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from l7proxy.tools.sandbox import logs, protobuf
+from l7proxy.tools.sandbox.patch import PatchError, json_patch, merge_patch
+from l7proxy.tools.sandbox.portforward import serve_portforward
+from l7proxy.tools.sandbox.resources import UPGRADE_SUBRESOURCES, ResourceType, lookup
+from l7proxy.tools.sandbox.selectors import Selector
+from l7proxy.tools.sandbox.status import (
+    bad_request,
+    invalid,
+    method_not_allowed,
+    path_not_found,
+    unsupported_media_type,
+)
+from l7proxy.tools.sandbox.store import Store
+from l7proxy.tools.sandbox.tables import INCLUDE_OBJECT, table
+from l7proxy.tools.sandbox.watch import DEFAULT_TIMEOUT, TableFormat, WatchRequest, serve_watch
+from l7proxy.tools.sandbox.wire import TABLE, encode, parse_json, query_params, respond, wants_table
+from l7proxy.wire.exchange import Exchange
+from protocols.k8s_protobuf import ProtobufError
+
+Obj = dict[str, Any]
+
+_NAMESPACE_SUBRESOURCES = ("status", "finalize")  # namespaces/<name>/<these> name a namespace
+_MERGE_PATCHES = (
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a resource URL names. `namespace` is None for a list across all namespaces;
+    cluster-scoped resources live in namespace ""."""
+
+    rtype: ResourceType
+    namespace: str | None
+    name: str
+    subresource: str
+
+
+def parse_target(group: str, version: str, segments: list[str]) -> Target:
+    """Split the path after the group-version as kube's RequestInfoFactory does."""
+    namespace: str | None = None
+    if (
+        segments[0] == "namespaces"
+        and len(segments) > 2
+        and segments[2] not in _NAMESPACE_SUBRESOURCES
+    ):
+        namespace, segments = segments[1], segments[2:]
+    if not 1 <= len(segments) <= 3 or not all(segments):
+        raise path_not_found()
+    rtype = lookup(group, version, segments[0])
+    name = segments[1] if len(segments) > 1 else ""
+    subresource = segments[2] if len(segments) > 2 else ""
+    if rtype is None or (subresource and rtype.subresource(subresource) is None):
+        raise path_not_found()
+    if not rtype.namespaced:
+        if namespace is not None:
+            raise path_not_found()
+        namespace = ""
+    elif namespace is None and name:
+        raise path_not_found()
+    return Target(rtype, namespace, name, subresource)
+
+
+def _media_type(exchange: Exchange) -> str:
+    raw = exchange.head.header(b"content-type") or b""
+    return raw.decode("latin-1").partition(";")[0].strip().lower()
+
+
+def _list(rtype: ResourceType, items: list[Obj], resource_version: int) -> Obj:
+    return {
+        "kind": f"{rtype.kind}List",
+        "apiVersion": rtype.api_version,
+        "metadata": {"resourceVersion": str(resource_version)},
+        "items": items,
+    }
+
+
+def _scale(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    labels = obj.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+    keep = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in keep if k in meta},
+        "spec": {"replicas": obj.get("spec", {}).get("replicas", 0)},
+        "status": {
+            "replicas": obj.get("status", {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in labels.items()),
+        },
+    }
+
+
+def _view(target: Target, obj: Obj) -> Obj:
+    """The representation a (sub)resource URL reads and writes."""
+    return _scale(obj) if target.subresource == "scale" else obj
+
+
+def _merge_view(target: Target, current: Obj, view: Obj) -> Obj:
+    """The full object after writing `view` to the URL, keeping what that URL does not own:
+    the main resource leaves status alone, `status` changes only status, `scale` only
+    spec.replicas. The view's resourceVersion is kept as the write's precondition."""
+    if not isinstance(view, dict):
+        raise bad_request(f"expected a JSON object for {target.rtype.kind}")
+    meta = view.get("metadata")
+    precondition = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    if target.subresource == "":
+        full = copy.deepcopy(view)
+        if target.rtype.subresource("status") is not None:
+            full.pop("status", None)
+            if "status" in current:
+                full["status"] = current["status"]
+        return full
+    full = copy.deepcopy(current)
+    if target.subresource == "status":
+        full["status"] = view.get("status", {})
+    else:
+        spec = view.get("spec")
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
+        if not isinstance(replicas, int) or replicas < 0:
+            raise invalid(
+                target.rtype, target.name, "spec.replicas: must be a non-negative integer"
+            )
+        full["spec"]["replicas"] = replicas
+    full["metadata"]["resourceVersion"] = precondition
+    return full
+
+
+def _patch(exchange: Exchange, target: Target, current: Obj, body: bytes) -> Obj:
+    media_type = _media_type(exchange)
+    document = parse_json(body)
+    try:
+        if media_type in _MERGE_PATCHES:
+            patched: Obj = merge_patch(current, document)
+        elif media_type == "application/json-patch+json":
+            patched = json_patch(current, document)
+        else:
+            raise unsupported_media_type(media_type)
+    except PatchError as err:
+        raise invalid(target.rtype, target.name, str(err)) from err
+    return patched
+
+
+def _object_body(exchange: Exchange, rtype: ResourceType, body: bytes) -> Obj:
+    """A create or update body: JSON, or the protobuf kubectl's typed clients send."""
+    media_type = _media_type(exchange)
+    if media_type == "application/json":
+        obj = parse_json(body)
+    elif media_type == protobuf.MEDIA_TYPE:
+        try:
+            obj = protobuf.decode(body)
+        except ProtobufError as err:
+            raise unsupported_media_type(f"{media_type} ({err})") from err
+    else:
+        raise unsupported_media_type(media_type)
+    if not isinstance(obj, dict):
+        raise bad_request(f"expected a JSON object for {rtype.kind}")
+    return obj
+
+
+def _dry_run(params: dict[str, str]) -> bool:
+    value = params.get("dryRun", "")
+    if value not in ("", "All"):
+        raise bad_request(f"unsupported dry run option: {value!r}")
+    return value == "All"
+
+
+class ResourceApi:
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def serve(self, exchange: Exchange, target: Target, body: bytes) -> None:
+        method = exchange.head.method
+        params = query_params(exchange.head.query)
+        if target.subresource == "portforward":
+            assert target.namespace is not None  # pods are namespaced: parse_target saw a name
+            await serve_portforward(exchange, self._store, target.namespace, target.name)
+            return
+        if target.subresource in UPGRADE_SUBRESOURCES:
+            raise bad_request("upgrade required")
+        if target.subresource == "log":
+            if method != "GET":
+                raise method_not_allowed()
+            assert target.namespace is not None  # pods are namespaced: parse_target saw a name
+            req = logs.parse_request(self._store, target.namespace, target.name, params)
+            await logs.serve_logs(exchange, self._store, req, self._clock)
+        elif method == "GET" and params.get("watch", "").lower() in ("true", "1"):
+            await serve_watch(exchange, self._store, self._watch_request(exchange, target, params))
+        elif method == "GET":
+            await self._read(exchange, target, params)
+        else:
+            status, obj = self._write(exchange, method, target, params, body)
+            await respond(exchange, status, encode(obj))
+
+    def _selector(self, target: Target, params: dict[str, str]) -> Selector:
+        fields = params.get("fieldSelector", "")
+        if target.name:
+            fields = ",".join(f for f in (f"metadata.name={target.name}", fields) if f)
+        return Selector.parse(target.rtype.name, params.get("labelSelector", ""), fields)
+
+    def _table_format(
+        self, exchange: Exchange, target: Target, params: dict[str, str]
+    ) -> TableFormat | None:
+        if not wants_table(exchange.head.header(b"accept"), tables=not target.subresource):
+            return None
+        include = params.get("includeObject", "Metadata")
+        if include not in INCLUDE_OBJECT:
+            raise bad_request(f"includeObject must be one of {', '.join(INCLUDE_OBJECT)}")
+        return TableFormat(include, self._clock)
+
+    def _watch_request(
+        self, exchange: Exchange, target: Target, params: dict[str, str]
+    ) -> WatchRequest:
+        if target.subresource:
+            raise method_not_allowed()
+        since_text = params.get("resourceVersion", "")
+        timeout_text = params.get("timeoutSeconds", "")
+        if not all(t.isdigit() for t in (since_text, timeout_text) if t):
+            raise bad_request("resourceVersion and timeoutSeconds must be non-negative integers")
+        return WatchRequest(
+            target.rtype,
+            target.namespace,
+            self._selector(target, params),
+            int(since_text) if since_text not in ("", "0") else None,
+            float(timeout_text or 0) or DEFAULT_TIMEOUT,  # 0 means the server's default
+            self._table_format(exchange, target, params),
+        )
+
+    async def _read(self, exchange: Exchange, target: Target, params: dict[str, str]) -> None:
+        tables = self._table_format(exchange, target, params)
+        if target.name:
+            obj = self._store.get(target.rtype, target.namespace or "", target.name)
+            objects, rv = [obj], obj["metadata"]["resourceVersion"]
+            result = _view(target, obj)
+        else:
+            objects = self._store.list(
+                target.rtype, target.namespace, self._selector(target, params)
+            )
+            rv = str(self._store.resource_version)
+            result = _list(target.rtype, objects, self._store.resource_version)
+        if tables is None:
+            await respond(exchange, 200, encode(result))
+            return
+        doc = table(
+            target.rtype, objects, now=self._clock(), include=tables.include, resource_version=rv
+        )
+        await respond(exchange, 200, encode(doc), TABLE)
+
+    def _write(
+        self, exchange: Exchange, method: str, target: Target, params: dict[str, str], body: bytes
+    ) -> tuple[int, Obj]:
+        store, rtype, dry_run = self._store, target.rtype, _dry_run(params)
+        namespace = target.namespace
+        if not target.name:
+            if method == "POST" and namespace is not None:
+                created = _object_body(exchange, rtype, body)
+                return 201, store.create(rtype, namespace, created, dry_run=dry_run)
+            if method == "DELETE" and "deletecollection" in rtype.verbs:
+                doomed = store.list(rtype, namespace, self._selector(target, params))
+                gone = [
+                    store.delete(
+                        rtype,
+                        o["metadata"].get("namespace", ""),
+                        o["metadata"]["name"],
+                        dry_run=dry_run,
+                    )
+                    for o in doomed
+                ]
+                return 200, _list(rtype, gone, store.resource_version)
+            raise method_not_allowed()
+        assert namespace is not None  # parse_target never names an object across namespaces
+        if method == "DELETE" and not target.subresource:
+            return 200, store.delete(rtype, namespace, target.name, dry_run=dry_run)
+        if method not in ("PUT", "PATCH"):
+            raise method_not_allowed()
+        current = store.get(rtype, namespace, target.name)
+        if method == "PUT":
+            view = _object_body(exchange, rtype, body)
+        else:
+            view = _patch(exchange, target, _view(target, current), body)
+        full = _merge_view(target, current, view)
+        return 200, _view(
+            target, store.update(rtype, namespace, target.name, full, dry_run=dry_run)
+        )

@@ -1,0 +1,171 @@
+"""What kube's registry strategies and controllers would do to an object, done at once.
+
+`validate` rejects the malformed shapes the sandbox would otherwise trip over. There are
+no controllers here: a pod is Running the moment it is created, a deployment's status
+reports every replica ready, a service gets a cluster IP. That is what a demo and an
+end-to-end test need to see from `kubectl get`, `wait` and `rollout status`.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from l7proxy.tools.sandbox.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    PODS,
+    SECRETS,
+    SERVICES,
+    ResourceType,
+)
+from l7proxy.tools.sandbox.status import invalid
+
+Obj = dict[str, Any]
+
+NODE_NAME = "sandbox-node"
+_HOST_IP = "10.0.0.10"
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def validate(rtype: ResourceType, obj: Obj) -> None:
+    """422 for the shapes kube's validation rejects and the sandbox reads: string maps for
+    labels and annotations, objects for spec/status/data, named containers for pods."""
+    meta = obj["metadata"]
+    name = str(meta.get("name", ""))
+    for key in ("labels", "annotations"):
+        if meta.get(key) is not None and not _string_map(meta[key]):
+            raise invalid(
+                rtype, name, f"metadata.{key}: Invalid value: must map strings to strings"
+            )
+    for key in ("spec", "status", "data"):
+        if obj.get(key, {}) is None:
+            del obj[key]  # JSON null is absent
+        elif not isinstance(obj.get(key, {}), dict):
+            raise invalid(rtype, name, f"{key}: Invalid value: must be an object")
+    if rtype in (CONFIGMAPS, SECRETS):
+        for key in ("data", "stringData"):
+            if obj.get(key) is not None and not _string_map(obj[key]):
+                raise invalid(rtype, name, f"{key}: Invalid value: must map strings to strings")
+    if rtype is PODS:
+        containers = obj.get("spec", {}).get("containers")
+        if not isinstance(containers, list) or not containers:
+            raise invalid(rtype, name, "spec.containers: Required value")
+        if not all(isinstance(c, dict) and c.get("name") for c in containers):
+            raise invalid(rtype, name, "spec.containers[].name: Required value")
+    if rtype is DEPLOYMENTS:
+        replicas = obj.get("spec", {}).get("replicas", 0)
+        if not isinstance(replicas, int) or replicas < 0:
+            raise invalid(rtype, name, "spec.replicas: must be a non-negative integer")
+
+
+def _pod_status(obj: Obj, now: str, ordinal: int) -> Obj:
+    containers = obj.get("spec", {}).get("containers") or []
+    ready = [
+        {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
+        for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
+    ]
+    return {
+        "phase": "Running",
+        "conditions": [
+            *ready,
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": now,
+            },
+        ],
+        "hostIP": _HOST_IP,
+        "podIP": f"10.244.{ordinal // 250 % 250}.{ordinal % 250 + 2}",
+        "startTime": now,
+        "qosClass": "BestEffort",
+        "containerStatuses": [
+            {
+                "name": c.get("name", ""),
+                "image": c.get("image", ""),
+                "imageID": f"sandbox://{c.get('image', '')}",
+                "containerID": f"sandbox://{ordinal}-{c.get('name', '')}",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": now}},
+            }
+            for c in containers
+        ],
+    }
+
+
+def _deployment(obj: Obj, old: Obj | None) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    meta = obj["metadata"]
+    generation = 1 if old is None else int(old["metadata"].get("generation", 1))
+    if old is not None and old.get("spec") != spec:
+        generation += 1
+    meta["generation"] = generation
+    replicas = spec["replicas"]
+    since = meta["creationTimestamp"]  # fixed, so a no-op update stays a no-op
+    obj["status"] = {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "Deployment has minimum availability.",
+                "lastUpdateTime": since,
+                "lastTransitionTime": since,
+            },
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable",
+                "message": f'ReplicaSet "{meta["name"]}" has successfully progressed.',
+                "lastUpdateTime": since,
+                "lastTransitionTime": since,
+            },
+        ],
+    }
+
+
+def prepare(rtype: ResourceType, obj: Obj, old: Obj | None, *, now: str, ordinal: int) -> None:
+    """Fill defaults into `obj` (in place) before it is stored; `old` is None on create.
+
+    On update the caller has already carried `status` over from `old` (or `spec`, for a
+    status subresource write), as kube's update strategies do."""
+    if rtype is DEPLOYMENTS:
+        _deployment(obj, old)
+    elif rtype is PODS:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("nodeName", NODE_NAME)
+        spec.setdefault("restartPolicy", "Always")
+        if old is None:
+            obj["status"] = _pod_status(obj, now, ordinal)
+    elif rtype is SERVICES:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if old is not None:
+            spec["clusterIP"] = old.get("spec", {}).get("clusterIP")
+        spec.setdefault("clusterIP", f"10.96.{ordinal // 250 % 250}.{ordinal % 250 + 2}")
+        spec["clusterIPs"] = [spec["clusterIP"]]
+        obj.setdefault("status", {"loadBalancer": {}})
+    elif rtype is NAMESPACES:
+        meta = obj["metadata"]
+        meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+        obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+        obj.setdefault("status", {"phase": "Active"})
+    elif rtype is SECRETS:
+        obj.setdefault("type", "Opaque")
+        plain = obj.pop("stringData", None) or {}  # write-only: kube stores it in data
+        data = obj.setdefault("data", {})
+        data.update({k: base64.b64encode(v.encode()).decode() for k, v in plain.items()})

@@ -1,0 +1,124 @@
+"""Kubernetes `Status` errors, so kubectl prints the sandbox's failures like a real cluster's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from l7proxy.tools.sandbox.resources import ResourceType
+
+Obj = dict[str, Any]
+
+
+class ApiError(Exception):
+    """A failed request, carried up to the router and answered as a `Status` object."""
+
+    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    def status(self) -> Obj:
+        body: Obj = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+def _qualified(rtype: ResourceType) -> str:
+    """kube names a resource `plural.group` in messages (`deployments.apps`)."""
+    return f"{rtype.name}.{rtype.group}" if rtype.group else rtype.name
+
+
+def _details(rtype: ResourceType, name: str) -> Obj:
+    details: Obj = {"name": name, "kind": rtype.name}
+    if rtype.group:
+        details["group"] = rtype.group
+    return details
+
+
+def not_found(rtype: ResourceType, name: str) -> ApiError:
+    return ApiError(
+        404, "NotFound", f'{_qualified(rtype)} "{name}" not found', _details(rtype, name)
+    )
+
+
+def already_exists(rtype: ResourceType, name: str) -> ApiError:
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{_qualified(rtype)} "{name}" already exists',
+        _details(rtype, name),
+    )
+
+
+def conflict(rtype: ResourceType, name: str) -> ApiError:
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {_qualified(rtype)} "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again",
+        _details(rtype, name),
+    )
+
+
+def expired(requested: int, oldest: int) -> ApiError:
+    return ApiError(410, "Expired", f"too old resource version: {requested} ({oldest})")
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def invalid(rtype: ResourceType, name: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        "Invalid",
+        f'{rtype.kind} "{name}" is invalid: {message}',
+        _details(rtype, name),
+    )
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "Forbidden", message)
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "Unauthorized", "Unauthorized")
+
+
+def path_not_found() -> ApiError:
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+def method_not_allowed() -> ApiError:
+    return ApiError(
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+    )
+
+
+def not_acceptable() -> ApiError:
+    return ApiError(
+        406, "NotAcceptable", "only application/json and meta.k8s.io Tables are served here"
+    )
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
+
+
+def unsupported_media_type(content_type: str) -> ApiError:
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format: {content_type}",
+    )

@@ -1,0 +1,136 @@
+"""Accept connections, terminate TLS, choose the codec by ALPN, and hand each request
+to one handler written against `Exchange`.
+
+One nursery per client connection; `serve` reports its bound addresses through
+`task_status.started` so tests and the demo can `nursery.start` it.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+
+import structlog
+import trio
+
+from l7proxy.config.settings import Limits
+from l7proxy.wire.exchange import Exchange
+from l7proxy.wire.h1_server import H1ServerConnection
+from l7proxy.wire.h2_server import H2Exchange, serve_h2
+from l7proxy.wire.tls import TLSStream, no_renegotiation
+from protocols.status import StatusReason, status_body, status_headers
+
+log = structlog.get_logger("l7proxy.wire.listener")
+
+# Time allowed for the TLS handshake of a new connection.
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+
+Handle = Callable[[Exchange], Awaitable[None]]
+# Records a request refused before it reached `handle` (answering it when given an
+# exchange) and returns the audit id for the response.
+Refuse = Callable[[Exchange | None, StatusReason, str], Awaitable[str]]
+
+
+async def answer_refusal(exchange: Exchange | None, reason: StatusReason, message: str) -> str:
+    """The refusal of a server that keeps no audit log (the sandbox cluster)."""
+    if exchange is not None:
+        body = status_body(reason, message)
+        await exchange.start_response(reason.code, status_headers(body, ""))
+        await exchange.send(body)
+        await exchange.finish()
+    return ""
+
+
+def server_ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    return no_renegotiation(context)
+
+
+def _peer(sock_stream: trio.SocketStream) -> str:
+    try:
+        host, port, *_ = sock_stream.socket.getpeername()
+    except OSError:
+        return ""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+async def serve(
+    handle: Handle,
+    *,
+    refuse: Refuse = answer_refusal,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    limits: Limits,
+    reuse_port: bool = False,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `handle` until cancelled; reports the bound (host, port) pairs when listening."""
+    listeners = await _open_listeners(host, port, reuse_port)
+    bound = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
+    handler = _ConnectionHandler(handle, refuse, ssl_context, limits)
+    async with trio.open_nursery() as nursery:
+        task_status.started([(str(h), int(p)) for h, p in bound])
+        await trio.serve_listeners(handler, listeners, handler_nursery=nursery)
+
+
+async def _open_listeners(host: str, port: int, reuse_port: bool) -> list[trio.SocketListener]:
+    if not reuse_port:
+        return await trio.open_tcp_listeners(port, host=host)
+    # SO_REUSEPORT lets several worker processes accept on one port.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    await sock.bind((host, port))
+    sock.listen(1024)
+    return [trio.SocketListener(sock)]
+
+
+class _ConnectionHandler:
+    def __init__(
+        self, handle: Handle, refuse: Refuse, ssl_context: ssl.SSLContext | None, limits: Limits
+    ) -> None:
+        self.handle = handle
+        self.refuse = refuse
+        self.ssl_context = ssl_context
+        self.limits = limits
+
+    async def __call__(self, tcp: trio.SocketStream) -> None:
+        client_addr = _peer(tcp)
+        transport: trio.abc.Stream = tcp
+        alpn = None
+        try:
+            if self.ssl_context is not None:
+                tls = TLSStream(tcp, self.ssl_context, server_side=True)
+                with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT) as scope:
+                    await tls.do_handshake()
+                if scope.cancelled_caught:
+                    await tcp.aclose()
+                    return
+                alpn = tls.selected_alpn_protocol()
+                transport = tls
+            if alpn == "h2":
+                await serve_h2(transport, client_addr, self.limits, self.handle, self._refuse_h2)
+            else:
+                conn = H1ServerConnection(transport, client_addr, self.limits)
+                await conn.serve(self.handle, self._refuse_h1)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            log.debug("connection ended", client_addr=client_addr, error=type(exc).__name__)
+        except Exception:
+            log.exception("connection failed", client_addr=client_addr)
+        finally:
+            await trio.aclose_forcefully(transport)
+
+    async def _refuse_h1(
+        self, conn: H1ServerConnection, reason: StatusReason, message: str
+    ) -> None:
+        audit_id = await self.refuse(None, reason, message)
+        await conn.refuse_with_status(reason, message, audit_id)
+
+    async def _refuse_h2(self, exchange: H2Exchange, reason: StatusReason, message: str) -> None:
+        await self.refuse(exchange, reason, message)
