@@ -22,6 +22,7 @@ from l7proxy.wire.exchange import (
     UpgradeNotPossible,
 )
 from l7proxy.wire.quiet_lock import QuietLock
+from protocols.framing import framing_problem
 from protocols.headers import upgrade_token
 from protocols.status import StatusReason, status_body
 
@@ -60,7 +61,11 @@ class H1Exchange:
         if h11conn.they_are_waiting_for_100_continue:
             await self._conn.send(h11.InformationalResponse(status_code=100, headers=[]))
         while True:
-            event = await self._conn.next_event()
+            try:
+                event = await self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._conn.refuse_body(exc, self.response_started)
+                raise ClientDisconnected from exc
             if isinstance(event, h11.Data):
                 if event.data:
                     return bytes(event.data)
@@ -149,6 +154,7 @@ class H1ServerConnection:
         self._chunks_send, self._chunks = trio.open_memory_channel[bytes](0)
         self._send_lock = QuietLock()
         self._held = bytearray()
+        self._refuse: Refuse | None = None
 
     async def send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
@@ -201,6 +207,7 @@ class H1ServerConnection:
                 nursery.cancel_scope.cancel()
 
     async def _serve_requests(self, handler: Handler, refuse: Refuse) -> None:
+        self._refuse = refuse
         first = True
         while True:
             head = await self._read_head(first, refuse)
@@ -264,7 +271,15 @@ class H1ServerConnection:
             )
             return None
         headers = tuple((bytes(k), bytes(v)) for k, v in event.headers)
+        if (problem := framing_problem(headers)) is not None:
+            await refuse(self, StatusReason.BadRequest, f"malformed HTTP/1.1 request: {problem}")
+            return None
         return RequestHead(event.method.decode("ascii"), target, headers, "1.1")
+
+    async def refuse_body(self, exc: h11.RemoteProtocolError, response_started: bool) -> None:
+        """A request body whose framing broke: 400 if we can still answer, then close."""
+        if self._refuse is not None and not response_started:
+            await self._refuse(self, StatusReason.BadRequest, f"malformed request body: {exc}")
 
     async def _refuse_malformed(self, exc: h11.RemoteProtocolError, refuse: Refuse) -> None:
         if exc.error_status_hint == 431:
