@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l7proxy.config.settings import Limits
 from l7proxy.wire.exchange import Exchange
@@ -76,6 +78,7 @@ async def _serve(client_bytes: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
 
         nursery.start_soon(run)
         await client.send_all(client_bytes)
+        await client.send_eof()  # a client that sent too little body has gone, not stalled
         while data := await client.receive_some():
             received += data
     return received, reached
@@ -116,3 +119,32 @@ async def test_a_well_formed_chunked_request_still_reaches_the_cluster_whole() -
         out, reached = await _serve(raw)
     assert out.startswith(b"HTTP/1.1 200")
     assert reached == [("/api/v1/namespaces/default/configmaps", b"hello")]
+
+
+_FRAMING_LINES = st.sampled_from(
+    [
+        b"content-length: 5\r\n",
+        b"content-length: +5\r\n",
+        b"transfer-encoding: chunked\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"transfer-encoding: identity\r\n",
+        b"transfer-encoding:\r\n chunked\r\n",
+        b"x-pad: a\r\n",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_FRAMING_LINES, max_size=4), st.binary(max_size=64))
+def test_any_request_head_and_body_end_in_an_answer_or_a_clean_close(
+    lines: list[bytes], body: bytes
+) -> None:
+    """Never an exception out of the connection; an answer is a Status or the echo."""
+
+    async def main() -> bytes:
+        with trio.fail_after(5):
+            out, _ = await _serve(_HEAD + b"".join(lines) + b"connection: close\r\n\r\n" + body)
+        return out
+
+    out = trio.run(main)
+    assert out == b"" or out.startswith((b"HTTP/1.1 200", b"HTTP/1.1 400", b"HTTP/1.1 501"))
