@@ -27,7 +27,11 @@ async def _refuse(conn: H1ServerConnection, reason: StatusReason, message: str) 
     await conn.refuse_with_status(reason, message, await answer_refusal(None, reason, message))
 
 
-async def _serve(client_bytes: bytes, *, limits: Limits | None = None, handler=_echo) -> bytes:  # type: ignore[no-untyped-def]
+async def _serve(  # type: ignore[no-untyped-def]
+    client_bytes: bytes, *, limits: Limits | None = None, handler=_echo, half_close: bool = False
+) -> bytes:
+    """What the client gets back; `half_close` ends its sending side after `client_bytes`
+    (a client that sent too little body has gone rather than stalled)."""
     client, server = trio.testing.memory_stream_pair()
     conn = H1ServerConnection(server, "test", limits or Limits())
     received = b""
@@ -39,6 +43,8 @@ async def _serve(client_bytes: bytes, *, limits: Limits | None = None, handler=_
 
         nursery.start_soon(run)
         await client.send_all(client_bytes)
+        if half_close:
+            await client.send_eof()
         while data := await client.receive_some():
             received += data
     return received

@@ -10,11 +10,8 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l7proxy.config.settings import Limits
 from l7proxy.wire.exchange import Exchange
-from l7proxy.wire.h1_server import H1ServerConnection
-from l7proxy.wire.listener import answer_refusal
-from protocols.status import StatusReason
+from tests.l7proxy.wire.test_h1_server import _serve as serve_bytes
 
 _HEAD = b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nhost: x\r\n"
 
@@ -48,10 +45,6 @@ BAD_CHUNKED_BODIES = [
 ]
 
 
-async def _refuse(conn: H1ServerConnection, reason: StatusReason, message: str) -> None:
-    await conn.refuse_with_status(reason, message, await answer_refusal(None, reason, message))
-
-
 async def _serve(client_bytes: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
     """Runs one connection; returns what the client got and what the 'cluster' (the
     handler standing for the pipeline) received: each request's head and body."""
@@ -67,20 +60,7 @@ async def _serve(client_bytes: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
         await exchange.send(b"ok")
         await exchange.finish()
 
-    client, server = trio.testing.memory_stream_pair()
-    conn = H1ServerConnection(server, "test", Limits())
-    received = b""
-    async with trio.open_nursery() as nursery:
-
-        async def run() -> None:
-            await conn.serve(handler, _refuse)
-            await server.aclose()
-
-        nursery.start_soon(run)
-        await client.send_all(client_bytes)
-        await client.send_eof()  # a client that sent too little body has gone, not stalled
-        while data := await client.receive_some():
-            received += data
+    received = await serve_bytes(client_bytes, handler=handler, half_close=True)
     return received, reached
 
 
