@@ -15,7 +15,7 @@ class StatusReason(enum.Enum):
     """A failure the gateway reports, with its HTTP code and `Status.reason` string.
 
     Reasons are metav1.StatusReason values where Kubernetes has one. Kubernetes has none
-    for 414 and 431, so those use the HTTP reason phrase. 502 has none either; client-go
+    for 414, 421 and 431, so those use the HTTP reason phrase. 502 has none either; client-go
     files any 5xx without a better reason under InternalError (NewGenericServerResponse),
     so BadGateway carries that reason and `apierrors.IsInternalError` holds for it.
     """
@@ -27,6 +27,7 @@ class StatusReason(enum.Enum):
     MethodNotAllowed = (405, "MethodNotAllowed")
     RequestEntityTooLarge = (413, "RequestEntityTooLarge")
     URITooLong = (414, "RequestURITooLong")
+    MisdirectedRequest = (421, "MisdirectedRequest")
     RequestHeaderFieldsTooLarge = (431, "RequestHeaderFieldsTooLarge")
     InternalError = (500, "InternalError")
     BadGateway = (502, "InternalError")

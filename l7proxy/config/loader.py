@@ -33,6 +33,7 @@ from l7proxy.config.settings import (
     Limits,
     Listen,
     Provider,
+    Routing,
     StaticConnection,
     TLSFiles,
 )
@@ -51,7 +52,16 @@ _BOOL = "tag:yaml.org,2002:bool"
 SIGNING_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 _NEVER_ALGS = frozenset({"NONE", "HS256", "HS384", "HS512"})
 
-_TOP_KEYS = ("listen", "workers", "identity", "connections", "policies", "audit", "limits")
+_TOP_KEYS = (
+    "listen",
+    "workers",
+    "identity",
+    "connections",
+    "policies",
+    "audit",
+    "limits",
+    "routing",
+)
 _PROVIDER_KEYS = (
     "name",
     "issuer",
@@ -110,6 +120,8 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
     r"(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*"
 )
+# `routing.host_suffix`: a dot, then a DNS name in lowercase (SNI and Host compare so).
+_HOST_SUFFIX = re.compile(r"(?=.{2,253}\Z)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+")
 # An extra key as kube-apiserver requires it: a lowercase domain-prefixed path, e.g.
 # example.com/tenant (k8s.io/apiserver validation: IsDomainPrefixedPath, lowercase).
 _EXTRA_KEY = re.compile(
@@ -230,6 +242,7 @@ class _Reader:
             policies=policies,
             audit=self.optional(top, "audit", self.audit, Audit()),
             limits=self.optional(top, "limits", self.limits, Limits()),
+            routing=self.optional(top, "routing", self.routing, Routing()),
         )
 
     def listen(self, node: Node, key: str) -> Listen:
@@ -651,6 +664,21 @@ class _Reader:
             recordings_dir=self.optional(fields, "recordings_dir", self.path, None),
         )
 
+    def routing(self, node: Node, key: str) -> Routing:
+        fields = self.fields(node, key, ("host_suffix",), ())
+        suffix = self.optional(
+            fields,
+            "host_suffix",
+            lambda n, k: self.matching(
+                n,
+                k,
+                _HOST_SUFFIX,
+                'a lowercase DNS suffix starting with ".", e.g. ".k8s.example.com"',
+            ),
+            "",
+        )
+        return Routing(host_suffix=suffix)
+
     def limits(self, node: Node, key: str) -> Limits:
         names = tuple(limit.name for limit in dataclasses.fields(Limits))
         fields = self.fields(node, key, names, ())
@@ -943,6 +971,13 @@ def summarize(config: Config) -> str:
         f"configuration {config.source}: OK",
         f"listen: {host}:{listen.port}, {tls}",
         f"workers: {config.workers}",
+        "routing: "
+        + (
+            f"by host <connection>{config.routing.host_suffix} (SNI, else Host), else by path"
+            " /k8s/<connection>/"
+            if config.routing.host_suffix
+            else "by path /k8s/<connection>/"
+        ),
         f"identity providers ({len(config.providers)}):",
     ]
     for provider in config.providers:

@@ -22,6 +22,14 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
+class Routing:
+    """How a request names its connection besides `/k8s/<connection>/`."""
+
+    # With a suffix, `<connection><host_suffix>` (by SNI, else Host) routes from the root.
+    host_suffix: str = ""  # e.g. ".k8s.example.com"; "" routes by path only
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Every bound the listener enforces; defaults are kube-apiserver-like."""
 
@@ -125,6 +133,7 @@ class Config:
     policies: tuple[Policy, ...]
     audit: Audit = field(default_factory=Audit)
     limits: Limits = field(default_factory=Limits)
+    routing: Routing = field(default_factory=Routing)
 
     def connection(self, name: str) -> Connection | None:
         for conn in self.connections:

@@ -26,6 +26,7 @@ class Fault(enum.Enum):
     FORBIDDEN = enum.auto()  # policy or the impersonation rule refuse it
     UNKNOWN_CONNECTION = enum.auto()  # /k8s/<name>/ names no connection
     NOT_FOUND = enum.auto()  # outside /k8s/ and the gateway's own endpoints
+    MISDIRECTED = enum.auto()  # SNI and Host name different connections
     IDP_UNAVAILABLE = enum.auto()  # the identity provider's keys cannot be had
     UPSTREAM_CREDENTIAL = enum.auto()  # the service credential cannot be had
     UPSTREAM_UNREACHABLE = enum.auto()  # connecting to the cluster failed
@@ -61,6 +62,8 @@ def status_for(fault: Fault) -> StatusAnswer:
             return StatusAnswer(StatusReason.Forbidden, Outcome.DENY)
         case Fault.UNKNOWN_CONNECTION | Fault.NOT_FOUND:
             return StatusAnswer(StatusReason.NotFound, Outcome.DENY)
+        case Fault.MISDIRECTED:
+            return StatusAnswer(StatusReason.MisdirectedRequest, Outcome.DENY)
         case Fault.IDP_UNAVAILABLE | Fault.UPSTREAM_CREDENTIAL:
             return StatusAnswer(StatusReason.ServiceUnavailable, Outcome.ERROR)
         case Fault.UPSTREAM_UNREACHABLE | Fault.UPSTREAM_PROTOCOL:

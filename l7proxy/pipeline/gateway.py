@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 import trio
 
-from l7proxy.config.settings import Limits
+from l7proxy.config.settings import Limits, Routing
 from l7proxy.identity.oidc.authenticator import (
     Authenticated,
     AuthenticationError,
@@ -30,7 +30,7 @@ from l7proxy.identity.oidc.authenticator import (
 from l7proxy.pipeline.errors import Fault, GatewayRefusal, Outcome, fault_for_status, status_for
 from l7proxy.pipeline.reviews import ClusterAsker, Review, ReviewError, read_review, review_kind
 from l7proxy.pipeline.reviews import answer as answer_review
-from l7proxy.pipeline.routing import LocalEndpoint, Route, route
+from l7proxy.pipeline.routing import LocalEndpoint, Misdirected, Route, route
 from l7proxy.pipeline.session import Session, channel_protocol
 from l7proxy.pipeline.splice import SessionEnd, splice
 from l7proxy.telemetry.audit import AuditEvent, AuditLog
@@ -81,6 +81,7 @@ class Gateway:
         metrics: Metrics,
         limits: Limits,
         recordings_dir: Path | None = None,
+        routing: Routing | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.policies = policies
@@ -89,6 +90,7 @@ class Gateway:
         self.metrics = metrics
         self.limits = limits
         self.recordings_dir = recordings_dir
+        self.routing = routing or Routing()
         self.ready = False
 
     # -- the straight line ----------------------------------------------------------------
@@ -103,8 +105,13 @@ class Gateway:
             user_agent=(head.header(b"user-agent") or b"").decode("latin-1"),
             http_version=head.http_version,
         )
-        target = route(head.path)
-        if isinstance(target, LocalEndpoint):
+        target = route(
+            head.path,
+            server_name=exchange.server_name,
+            host=(head.header(b"host") or b"").decode("latin-1"),
+            host_suffix=self.routing.host_suffix,
+        )
+        if not isinstance(target, Route):
             await self._answer_local(exchange, target, event)
             return
         try:
@@ -490,20 +497,21 @@ class Gateway:
 
     # -- answers the gateway makes itself -----------------------------------------------
     async def _answer_local(
-        self, exchange: Exchange, endpoint: LocalEndpoint, event: AuditEvent
+        self, exchange: Exchange, endpoint: LocalEndpoint | Misdirected, event: AuditEvent
     ) -> None:
-        if endpoint is LocalEndpoint.NOT_FOUND:
+        if isinstance(endpoint, Misdirected) or endpoint is LocalEndpoint.NOT_FOUND:
+            refusal = (
+                GatewayRefusal(Fault.MISDIRECTED, endpoint.message)
+                if isinstance(endpoint, Misdirected)
+                else GatewayRefusal(
+                    Fault.NOT_FOUND,
+                    f'the path "{exchange.head.path}" is not served here; '
+                    "clusters are under /k8s/<connection>/",
+                )
+            )
             started = time.monotonic()
             try:
-                await self._refuse_quietly(
-                    exchange,
-                    GatewayRefusal(
-                        Fault.NOT_FOUND,
-                        f'the path "{exchange.head.path}" is not served here; '
-                        "clusters are under /k8s/<connection>/",
-                    ),
-                    event,
-                )
+                await self._refuse_quietly(exchange, refusal, event)
             finally:
                 self._record(event, started)
             return

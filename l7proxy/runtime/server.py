@@ -83,6 +83,7 @@ async def run_gateway(
                 metrics=Metrics(),
                 limits=config.limits,
                 recordings_dir=config.audit.recordings_dir,
+                routing=config.routing,
             )
             tls = config.listen.tls
             context = server_ssl_context(str(tls.cert_file), str(tls.key_file)) if tls else None

@@ -63,6 +63,7 @@ class Exchange(Protocol):
 
     head: RequestHead
     client_addr: str
+    server_name: str  # the TLS server name (SNI) of the client's connection, "" without one
     has_body: bool  # the request has a body to `receive` (else `receive` returns b"")
     response_started: bool  # `start_response` was called: a Status can no longer be sent
 

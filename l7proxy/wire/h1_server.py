@@ -42,6 +42,7 @@ class H1Exchange:
     def __init__(self, conn: H1ServerConnection, head: RequestHead, client_addr: str) -> None:
         self.head = head
         self.client_addr = client_addr
+        self.server_name = conn.server_name
         self._conn = conn
         self.body_done = trio.Event()
         self.has_body = _has_body(head)
@@ -142,9 +143,12 @@ def _has_body(head: RequestHead) -> bool:
 class H1ServerConnection:
     """Serves one HTTP/1.1 connection until either side closes it."""
 
-    def __init__(self, transport: trio.abc.Stream, client_addr: str, limits: Limits) -> None:
+    def __init__(
+        self, transport: trio.abc.Stream, client_addr: str, limits: Limits, *, server_name: str = ""
+    ) -> None:
         self.transport = transport
         self.client_addr = client_addr
+        self.server_name = server_name
         self.limits = limits
         # h11 bounds the whole head; our own, finer limits (414 and 431) are checked below.
         self.h11 = h11.Connection(

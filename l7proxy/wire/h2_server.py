@@ -24,9 +24,12 @@ RefuseStream = Callable[["H2Exchange", StatusReason, str], Awaitable[None]]
 class H2Exchange:
     """One HTTP/2 stream seen as an `Exchange`."""
 
-    def __init__(self, stream: H2Stream, head: RequestHead, client_addr: str) -> None:
+    def __init__(
+        self, stream: H2Stream, head: RequestHead, client_addr: str, server_name: str = ""
+    ) -> None:
         self.head = head
         self.client_addr = client_addr
+        self.server_name = server_name
         self.stream = stream
         self.has_body = not stream.bodyless
         self.response_started = False
@@ -93,6 +96,8 @@ async def serve_h2(
     limits: Limits,
     handler: Callable[[H2Exchange], Awaitable[None]],
     refuse: RefuseStream,
+    *,
+    server_name: str = "",
 ) -> None:
     session = H2Session(
         transport,
@@ -103,7 +108,7 @@ async def serve_h2(
 
     async def on_request(stream: H2Stream) -> None:
         head, size = request_head(stream)
-        exchange = H2Exchange(stream, head, client_addr)
+        exchange = H2Exchange(stream, head, client_addr, server_name)
         try:
             if size > limits.max_header_bytes:
                 await refuse(

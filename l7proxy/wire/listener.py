@@ -18,7 +18,7 @@ from l7proxy.config.settings import Limits
 from l7proxy.wire.exchange import Exchange
 from l7proxy.wire.h1_server import H1ServerConnection
 from l7proxy.wire.h2_server import H2Exchange, serve_h2
-from l7proxy.wire.tls import TLSStream, no_renegotiation
+from l7proxy.wire.tls import TLSStream, no_renegotiation, record_server_name
 from protocols.status import StatusReason, status_body, status_headers
 
 log = structlog.get_logger("l7proxy.wire.listener")
@@ -47,7 +47,7 @@ def server_ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     context.set_alpn_protocols(["h2", "http/1.1"])
-    return no_renegotiation(context)
+    return record_server_name(no_renegotiation(context))
 
 
 def _peer(sock_stream: trio.SocketStream) -> str:
@@ -104,6 +104,7 @@ class _ConnectionHandler:
         client_addr = _peer(tcp)
         transport: trio.abc.Stream = tcp
         alpn = None
+        server_name = ""
         try:
             if self.ssl_context is not None:
                 tls = TLSStream(tcp, self.ssl_context, server_side=True)
@@ -113,11 +114,21 @@ class _ConnectionHandler:
                     await tcp.aclose()
                     return
                 alpn = tls.selected_alpn_protocol()
+                server_name = tls.server_name()
                 transport = tls
             if alpn == "h2":
-                await serve_h2(transport, client_addr, self.limits, self.handle, self._refuse_h2)
+                await serve_h2(
+                    transport,
+                    client_addr,
+                    self.limits,
+                    self.handle,
+                    self._refuse_h2,
+                    server_name=server_name,
+                )
             else:
-                conn = H1ServerConnection(transport, client_addr, self.limits)
+                conn = H1ServerConnection(
+                    transport, client_addr, self.limits, server_name=server_name
+                )
                 await conn.serve(self.handle, self._refuse_h1)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
             log.debug("connection ended", client_addr=client_addr, error=type(exc).__name__)

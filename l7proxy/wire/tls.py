@@ -40,6 +40,23 @@ def no_renegotiation(context: ssl.SSLContext) -> ssl.SSLContext:
     return context
 
 
+_SERVER_NAME_ATTR: Final = "l7proxy_server_name"
+
+
+def record_server_name(context: ssl.SSLContext) -> ssl.SSLContext:
+    """`context`, keeping each server-side connection's SNI for `TLSStream.server_name`.
+
+    The SNI callback is the one place the ssl module shows a server the name a client asked
+    for; it is kept on the connection's own `SSLObject`, so nothing outlives it.
+    """
+
+    def keep(tls: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: ssl.SSLContext) -> None:
+        setattr(tls, _SERVER_NAME_ATTR, name or "")
+
+    context.sni_callback = keep
+    return context
+
+
 class TLSStream(trio.abc.Stream):
     """A TLS connection over `transport` (client or server side)."""
 
@@ -68,6 +85,11 @@ class TLSStream(trio.abc.Stream):
 
     def selected_alpn_protocol(self) -> str | None:
         return self._tls.selected_alpn_protocol()
+
+    def server_name(self) -> str:
+        """The SNI the client sent ("" without one), on a server-side context prepared
+        with `record_server_name`."""
+        return str(getattr(self._tls, _SERVER_NAME_ATTR, ""))
 
     async def do_handshake(self) -> None:
         """Complete the handshake; sending or receiving first does it implicitly."""

@@ -28,6 +28,9 @@ from policy.model import Rule
 KUBECTL = "/usr/bin/kubectl"
 CLUSTER_TOKEN = "sandbox-service-token"  # the gateway's static credential for the sandbox
 GATEWAY_USER = "system:serviceaccount:l7proxy:gateway"  # who the sandbox takes it for
+# `routing.host_suffix` of stacks started with `host_routing=True`; the gateway's
+# certificate carries the wildcard for it.
+HOST_SUFFIX = ".k8s.l7proxy.test"
 
 
 @dataclass
@@ -43,22 +46,26 @@ class Stack:
     def token(self, user: str, groups: tuple[str, ...], **kwargs: object) -> str:
         return self.issuer.mint(user, groups=groups, **kwargs)  # type: ignore[arg-type]
 
-    def kubeconfig(self, token: str, *, connection: str = "dev", name: str = "user") -> Path:
+    def kubeconfig(
+        self, token: str, *, connection: str = "dev", name: str = "user", by_host: bool = False
+    ) -> Path:
+        """A kubeconfig with `token`; `by_host` reaches the connection by host name as
+        `l7proxy kubeconfig --routing host` writes it for a gateway reached by IP address:
+        the server is the gateway's root and `tls-server-name` names the connection."""
         path = self.tmp / f"kubeconfig-{name}"
+        cluster: dict[str, str] = {
+            "server": f"{self.gateway_url}/k8s/{connection}",
+            "certificate-authority": str(self.tmp / "ca.pem"),
+        }
+        if by_host:
+            cluster["server"] = self.gateway_url
+            cluster["tls-server-name"] = connection + HOST_SUFFIX
         path.write_text(
             yaml.safe_dump(
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "clusters": [
-                        {
-                            "name": "gw",
-                            "cluster": {
-                                "server": f"{self.gateway_url}/k8s/{connection}",
-                                "certificate-authority": str(self.tmp / "ca.pem"),
-                            },
-                        }
-                    ],
+                    "clusters": [{"name": "gw", "cluster": cluster}],
                     "users": [{"name": name, "user": {"token": token}}],
                     "contexts": [{"name": "ctx", "context": {"cluster": "gw", "user": name}}],
                     "current-context": "ctx",
@@ -136,6 +143,35 @@ async def kubectl(
         )
 
 
+async def port_forward_round_trip(kc: Path) -> None:
+    """`kubectl port-forward pod/web-1` and 100 kB echoed back through it."""
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            lambda task_status: trio.run_process(  # noqa: ASYNC105 - awaited by nursery.start
+                kubectl_argv(kc, "port-forward", "pod/web-1", ":8080"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=kubectl_env(kc),
+                check=False,
+                task_status=task_status,
+            )
+        )
+        out = b""
+        with trio.fail_after(30):
+            while b"Forwarding from 127.0.0.1:" not in out:
+                out += await process.stdout.receive_some()
+            port = int(out.split(b"Forwarding from 127.0.0.1:")[1].split(b" ")[0])
+            conn = await trio.open_tcp_stream("127.0.0.1", port)
+            payload = os.urandom(100_000)
+            await conn.send_all(payload)
+            echoed = b""
+            while len(echoed) < len(payload):
+                echoed += await conn.receive_some()
+            assert echoed == payload
+            await conn.aclose()
+        process.kill()
+
+
 def _closed_port() -> int:
     """A loopback port nothing listens on: bound, then released."""
     with socket.socket() as sock:
@@ -160,12 +196,13 @@ async def start_stack(
     cluster_rbac: Mapping[str, Sequence[Rule]] | None = None,
     cluster_version: tuple[int, int] = (1, 32),
     provider: Mapping[str, object] | None = None,
+    host_routing: bool = False,
 ) -> Stack:
     """The sandbox cluster (or `upstream` in its place), the issuer and the gateway.
 
     `provider` overrides fields of the gateway's identity provider entry, e.g. `issuer` and
     `audiences` to trust another OpenID provider than the development issuer."""
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    leaf = ca.issue_cert("127.0.0.1", "localhost", "*" + HOST_SUFFIX)
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
     leaf.private_key_pem.write_to_path(str(tmp / "gateway-key.pem"))
@@ -236,6 +273,7 @@ async def start_stack(
         ],
         "audit": {"sink": "audit.jsonl", "recordings_dir": "recordings"},
         "limits": limits or {},
+        "routing": {"host_suffix": HOST_SUFFIX} if host_routing else {},
     }
     config_path = tmp / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))

@@ -23,6 +23,7 @@ from tests.e2e.stack import (
     kubectl,
     kubectl_argv,
     kubectl_env,
+    port_forward_round_trip,
     start_stack,
     wait_for_event,
 )
@@ -157,36 +158,8 @@ async def test_a_read_only_agent_cannot_exec(stack: Stack) -> None:
     assert not any("/exec" in r.target for r in stack.cluster.seen)
 
 
-async def _port_forward_round_trip(stack: Stack, kc: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: trio.run_process(  # noqa: ASYNC105 - awaited by nursery.start
-                kubectl_argv(kc, "port-forward", "pod/web-1", ":8080"),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=kubectl_env(kc),
-                check=False,
-                task_status=task_status,
-            )
-        )
-        out = b""
-        with trio.fail_after(30):
-            while b"Forwarding from 127.0.0.1:" not in out:
-                out += await process.stdout.receive_some()
-            port = int(out.split(b"Forwarding from 127.0.0.1:")[1].split(b" ")[0])
-            conn = await trio.open_tcp_stream("127.0.0.1", port)
-            payload = os.urandom(100_000)
-            await conn.send_all(payload)
-            echoed = b""
-            while len(echoed) < len(payload):
-                echoed += await conn.receive_some()
-            assert echoed == payload
-            await conn.aclose()
-        process.kill()
-
-
 async def test_port_forward_round_trips_bytes(stack: Stack) -> None:
-    await _port_forward_round_trip(stack, stack.kubeconfig(stack.token("admin-1", ADMIN)))
+    await port_forward_round_trip(stack.kubeconfig(stack.token("admin-1", ADMIN)))
     event = await wait_for_event(stack, lambda e: e["subresource"] == "portforward")
     assert event["status"] == 101
     assert "portforward.k8s.io" in str(event["upgrade"])
@@ -201,4 +174,4 @@ async def test_an_old_spdy_client_execs_and_port_forwards(
     assert (result.returncode, result.stdout) == (5, b"x")
     event = await wait_for_event(stack, lambda e: e["subresource"] == "exec")
     assert str(event["upgrade"]).startswith("SPDY/3.1")
-    await _port_forward_round_trip(stack, kc)
+    await port_forward_round_trip(kc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ipaddress
 import os
 import sys
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ class KubeconfigEntry:
     ca_pem: bytes | None
     login: LoginOptions
     open_browser: bool = True
+    tls_server_name: str | None = None  # the name to verify and send as SNI, when not the URL's
 
 
 def plugin_command() -> list[str]:
@@ -85,6 +87,8 @@ def kubeconfig_document(entries: Sequence[KubeconfigEntry]) -> dict[str, object]
         cluster: dict[str, object] = {"server": entry.server}
         if entry.ca_pem is not None:
             cluster["certificate-authority-data"] = base64.b64encode(entry.ca_pem).decode()
+        if entry.tls_server_name is not None:
+            cluster["tls-server-name"] = entry.tls_server_name
         clusters.append({"name": entry.context, "cluster": cluster})
         users.append(
             {
@@ -137,6 +141,43 @@ def gateway_server(gateway: str, connection: str) -> str:
     return f"{gateway.rstrip('/')}/k8s/{connection}"
 
 
+def host_server(gateway: str, connection: str, host_suffix: str | None) -> tuple[str, str | None]:
+    """`--routing host`: the server URL `https://<connection><host_suffix>[:port]`, and the
+    `tls-server-name` to send when the gateway is reached by IP address.
+
+    Without `--host-suffix`, the gateway's own host name is the suffix:
+    `--gateway https://k8s.example.com` gives `https://dev.k8s.example.com`.
+    """
+    gateway_server(gateway, connection)  # the same checks as for path routing
+    parts = urlsplit(gateway)
+    host = parts.hostname or ""
+    by_ip = _is_ip(host)
+    if host_suffix is None:
+        if by_ip:
+            raise LoginError(
+                "--routing host with an IP address in --gateway needs --host-suffix "
+                "(the routing.host_suffix of the gateway's configuration)"
+            )
+        host_suffix = "." + host
+    if not host_suffix.startswith(".") or len(host_suffix) < 2:
+        raise LoginError(
+            f'--host-suffix must start with ".", e.g. ".k8s.example.com": {host_suffix!r}'
+        )
+    name = connection + host_suffix.lower()
+    if by_ip:
+        return gateway.rstrip("/"), name
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{name}{port}", None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def read_ca(path: Path) -> bytes:
     try:
         data = path.read_bytes()
@@ -153,6 +194,16 @@ def add_kubeconfig_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--issuer", required=True, help="the OpenID issuer URL (exact `iss`)")
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--ca-file", type=Path, help="the gateway's CA (PEM), embedded")
+    parser.add_argument(
+        "--routing",
+        choices=("path", "host"),
+        default="path",
+        help="path: server GATEWAY/k8s/CONNECTION (default); host: https://CONNECTION<suffix>",
+    )
+    parser.add_argument(
+        "--host-suffix",
+        help='with --routing host: the gateway\'s routing.host_suffix (default: "." + its host)',
+    )
     add_grant_arguments(parser, issuer_ca_flag="--issuer-ca-file")
     parser.add_argument(
         "--no-browser", dest="open_browser", action="store_false", help="passed to login"
@@ -181,9 +232,16 @@ def entry_from_args(args: argparse.Namespace) -> KubeconfigEntry:
         raise LoginError(
             "--grant client-credentials needs --client-secret-file or --private-key-file"
         )
+    if args.routing == "host":
+        server, tls_server_name = host_server(args.gateway, args.connection, args.host_suffix)
+    elif args.host_suffix is not None:
+        raise LoginError("--host-suffix goes with --routing host")
+    else:
+        server, tls_server_name = gateway_server(args.gateway, args.connection), None
     return KubeconfigEntry(
         context=args.context or f"l7proxy-{args.connection}",
-        server=gateway_server(args.gateway, args.connection),
+        server=server,
+        tls_server_name=tls_server_name,
         ca_pem=read_ca(args.ca_file) if args.ca_file else None,
         login=grant_options(args),
         open_browser=args.open_browser,

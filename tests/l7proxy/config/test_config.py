@@ -180,7 +180,7 @@ def test_unknown_top_level_key_lists_the_expected_keys(tmp_path: Path) -> None:
         text,
         "wokers",
         "wokers: unknown key (expected one of: listen, workers, identity, connections, "
-        "policies, audit, limits)",
+        "policies, audit, limits, routing)",
     )
 
 
@@ -1590,3 +1590,36 @@ def test_arbitrary_file_contents_raise_nothing_but_config_error(
         load_config(path)
     except ConfigError as exc:
         assert str(exc).startswith(f"{path}")
+
+
+# --- routing -----------------------------------------------------------------------------
+
+
+def test_routing_host_suffix_is_read_and_summarized(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE + 'routing: {host_suffix: ".k8s.example.com"}\n')
+    assert config.routing.host_suffix == ".k8s.example.com"
+    assert (
+        "routing: by host <connection>.k8s.example.com (SNI, else Host), else by path"
+        " /k8s/<connection>/"
+    ) in summarize(config).splitlines()
+    assert load(tmp_path, BASE).routing.host_suffix == ""
+
+
+@pytest.mark.parametrize("suffix", ["k8s.example.com", ".K8s.example.com", ".", "..x", ".a_b.com"])
+def test_routing_host_suffix_must_be_a_lowercase_dns_suffix(tmp_path: Path, suffix: str) -> None:
+    assert_error(
+        tmp_path,
+        BASE + f'routing:\n  host_suffix: "{suffix}"\n',
+        "host_suffix",
+        'routing.host_suffix: expected a lowercase DNS suffix starting with ".", e.g. '
+        f'".k8s.example.com", got {suffix!r}',
+    )
+
+
+def test_routing_unknown_key_is_located(tmp_path: Path) -> None:
+    assert_error(
+        tmp_path,
+        BASE + "routing:\n  host_sufix: .x\n",
+        "host_sufix",
+        "routing.host_sufix: unknown key (expected one of: host_suffix)",
+    )

@@ -28,7 +28,7 @@ from l7proxy.identity.login.command import (
     select,
 )
 from l7proxy.identity.login.http import Answer, Http, LoginError
-from l7proxy.identity.login.kubeconfig import gateway_server, login_args
+from l7proxy.identity.login.kubeconfig import gateway_server, host_server, login_args
 from l7proxy.identity.login.oauth import ClientAuth, Provider, jwt_claims
 from l7proxy.tools.devissuer import DevClient, DevIssuer
 
@@ -262,3 +262,25 @@ async def test_dev_issuer_token_endpoint_with_login(tmp_path: Path) -> None:
         with pytest.raises(LoginError, match="invalid_client"):
             await trio.to_thread.run_sync(obtain, wrong)
         nursery.cancel_scope.cancel()
+
+
+def test_kubeconfig_host_routing_server_names_the_connection() -> None:
+    assert host_server("https://k8s.example.com:8443", "dev", None) == (
+        "https://dev.k8s.example.com:8443",
+        None,
+    )
+    assert host_server("https://gw.example.com", "dev", ".k8s.example.com") == (
+        "https://dev.k8s.example.com",
+        None,
+    )
+    # By IP address: the URL stays, the name goes into tls-server-name (SNI and verification).
+    assert host_server("https://10.0.0.5:8443", "dev", ".k8s.example.com") == (
+        "https://10.0.0.5:8443",
+        "dev.k8s.example.com",
+    )
+    with pytest.raises(LoginError, match="--host-suffix"):
+        host_server("https://10.0.0.5:8443", "dev", None)
+    with pytest.raises(LoginError, match="start with"):
+        host_server("https://gw.example.com", "dev", "k8s.example.com")
+    with pytest.raises(LoginError):
+        host_server("https://gw.example.com", "a/b", ".k8s.example.com")

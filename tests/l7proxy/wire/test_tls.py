@@ -14,7 +14,7 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l7proxy.wire.tls import TLSStream, no_renegotiation
+from l7proxy.wire.tls import TLSStream, no_renegotiation, record_server_name
 
 CA = trustme.CA()
 CERT = CA.issue_cert("gateway.test")
@@ -262,3 +262,18 @@ def test_any_sequence_of_sends_arrives_intact_and_in_order(sizes: list[int]) -> 
             assert received == expected
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("sent", ["gateway.test", None])
+async def test_a_server_keeps_the_name_the_client_asked_for(sent: str | None) -> None:
+    a, b = socket_pair()
+    server = TLSStream(a, record_server_name(server_context()), server_side=True)
+    context = client_context()
+    context.check_hostname = sent is not None
+    client = TLSStream(b, context, server_hostname=sent)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.do_handshake)
+        nursery.start_soon(client.do_handshake)
+    assert server.server_name() == (sent or "")
+    await client.aclose()
+    await server.aclose()

@@ -42,6 +42,7 @@ class FakeExchange:
     ) -> None:
         self.head = RequestHead(method, target, tuple(headers), "2")
         self.client_addr = "127.0.0.1:50000"
+        self.server_name = ""
         self._body = [body[i : i + 65536] for i in range(0, len(body), 65536)]
         self.has_body = bool(body)
         self.response_started = False
