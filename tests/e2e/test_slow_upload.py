@@ -38,7 +38,8 @@ async def test_an_upload_slower_than_the_response_timeout_succeeds(
         await stream.send_all(body[i : i + len(body) // 4 + 1])
         await trio.sleep(0.25)
     answer = b""
-    while chunk := await stream.receive_some():
-        answer += chunk
+    async with stream:
+        while chunk := await stream.receive_some():
+            answer += chunk
     status = int(answer.split(b" ", 2)[1])
     assert status == 201, answer[:300]
