@@ -299,15 +299,26 @@ class Gateway:
     async def _relay(
         self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
     ) -> None:
+        # The wait for the response head is timed from the end of the request body: a
+        # slow upload still sending is not cut (the cluster may still answer early).
+        timeout = self.limits.upstream_response_timeout
+        head_wait = trio.CancelScope(
+            deadline=math.inf if exchange.has_body else trio.current_time() + timeout
+        )
         try:
             if not exchange.has_body:  # most requests: nothing to copy beside the response
-                refusal = await self._relay_response(exchange, upstream, auth, event)
+                refusal = await self._relay_response(exchange, upstream, auth, event, head_wait)
             else:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(
-                        self._copy_request_body, exchange, upstream, event, nursery.cancel_scope
+                        self._copy_request_body,
+                        exchange,
+                        upstream,
+                        event,
+                        nursery.cancel_scope,
+                        head_wait,
                     )
-                    refusal = await self._relay_response(exchange, upstream, auth, event)
+                    refusal = await self._relay_response(exchange, upstream, auth, event, head_wait)
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
@@ -391,12 +402,17 @@ class Gateway:
         return deadline, reason
 
     async def _relay_response(
-        self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
+        self,
+        exchange: Exchange,
+        upstream: UpstreamRequest,
+        auth: Authenticated,
+        event: AuditEvent,
+        head_wait: trio.CancelScope,
     ) -> GatewayRefusal | None:
         """The cluster's response to the client, as it arrives. Runs beside the request
         body copy, so it returns its refusal rather than raising it out of the nursery."""
         try:
-            status, response_headers = await self._response_head(upstream)
+            status, response_headers = await self._response_head(upstream, head_wait)
         except GatewayRefusal as refusal:
             return refusal
         event.status = status
@@ -432,11 +448,11 @@ class Gateway:
             raise _upstream_refusal(exc, target.connection) from exc
 
     async def _response_head(
-        self, upstream: UpstreamRequest
+        self, upstream: UpstreamRequest, head_wait: trio.CancelScope
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
         timeout = self.limits.upstream_response_timeout
         try:
-            with trio.move_on_after(timeout):
+            with head_wait:
                 return await upstream.response_head()
         except UpstreamError as exc:
             raise _upstream_refusal(exc, "") from exc
@@ -458,9 +474,11 @@ class Gateway:
         upstream: UpstreamRequest,
         event: AuditEvent,
         scope: trio.CancelScope,
+        head_wait: trio.CancelScope,
     ) -> None:
-        """Stream the request body to the cluster. A client that goes away cancels the
-        whole exchange; a cluster that stops reading is left to say why in its response."""
+        """Stream the request body to the cluster, then start the wait for its answer. A
+        client that goes away cancels the whole exchange; a cluster that stops reading is
+        left to say why in its response."""
         if not exchange.has_body:
             return
         try:
@@ -475,6 +493,7 @@ class Gateway:
             log.info(
                 "cluster stopped reading the request body", audit_id=event.audit_id, error=str(exc)
             )
+        head_wait.deadline = trio.current_time() + self.limits.upstream_response_timeout
 
     async def _copy_response_body(
         self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent

@@ -23,12 +23,17 @@ from policy.engine import PolicySet
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Service logs: JSON lines on stderr (audit events go to the audit sink, not here)."""
+    """Service logs: JSON lines on stderr (audit events go to the audit sink, not here).
+    A logged exception is rendered as its type, message and frames (`dict_tracebacks`, no
+    local variables, so no token or body held in a frame reaches the log)."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
