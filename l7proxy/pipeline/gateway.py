@@ -305,6 +305,7 @@ class Gateway:
         head_wait = trio.CancelScope(
             deadline=math.inf if exchange.has_body else trio.current_time() + timeout
         )
+        refusal: GatewayRefusal | None = None  # stays None when the client goes away mid-body
         try:
             if not exchange.has_body:  # most requests: nothing to copy beside the response
                 refusal = await self._relay_response(exchange, upstream, auth, event, head_wait)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import pytest
+import structlog
+import structlog.testing
 import trio
 
 from tests.e2e.stack import Stack, wait_for_event
@@ -29,14 +30,11 @@ async def _send_half_a_body(stack: Stack, token: str) -> None:
     await stream.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17 defect 7: h1 Exchange.receive lets h11's 'peer closed connection' "
-    "escape instead of raising ClientDisconnected (l7proxy/wire, owned by the wire branch)",
-)
 async def test_a_client_gone_mid_body_is_audited_as_ended_by_the_client(stack: Stack) -> None:
     token = stack.token("admin-1", ("platform-admins",))
-    await _send_half_a_body(stack, token)
-    event = await wait_for_event(stack, lambda e: e["resource"] == "configmaps")
+    with structlog.testing.capture_logs() as logs:
+        await _send_half_a_body(stack, token)
+        event = await wait_for_event(stack, lambda e: e["resource"] == "configmaps")
+    assert [line for line in logs if line["log_level"] in ("error", "critical")] == []
     assert event["ended_by"] == "client"
     assert int(event["bytes_in"]) == 10  # type: ignore[call-overload]
