@@ -46,5 +46,8 @@ async def test_official_client_stream_exec_returns_the_scripts_output(stack: Sta
             )
         )
 
-    with trio.fail_after(60):
-        assert await trio.to_thread.run_sync(run) == "2\nok\n"
+    try:
+        with trio.fail_after(60):
+            assert await trio.to_thread.run_sync(run) == "2\nok\n"
+    finally:
+        api.api_client.close()
