@@ -35,6 +35,11 @@ class ResourceType:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
+    @property
+    def key(self) -> str:
+        """Unique across groups: core and events.k8s.io both have `events`."""
+        return f"{self.group}/{self.name}"
+
     def subresource(self, name: str) -> Subresource | None:
         return next((s for s in self.subresources if s.name == name), None)
 
@@ -97,7 +102,63 @@ DEPLOYMENTS = ResourceType(
     ),
 )
 
-ALL: tuple[ResourceType, ...] = (NAMESPACES, PODS, CONFIGMAPS, SECRETS, SERVICES, DEPLOYMENTS)
+NODES = ResourceType(
+    "",
+    "v1",
+    "nodes",
+    "node",
+    "Node",
+    namespaced=False,
+    short_names=("no",),
+    subresources=(Subresource("status", "Node", _SUB_RW),),
+)
+SERVICE_ACCOUNTS = ResourceType(
+    "", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", True, short_names=("sa",)
+)
+EVENTS = ResourceType("", "v1", "events", "event", "Event", namespaced=True, short_names=("ev",))
+REPLICA_SETS = ResourceType(
+    "apps",
+    "v1",
+    "replicasets",
+    "replicaset",
+    "ReplicaSet",
+    namespaced=True,
+    short_names=("rs",),
+    categories=("all",),
+    subresources=(
+        Subresource("scale", "Scale", _SUB_RW, group="autoscaling", version="v1"),
+        Subresource("status", "ReplicaSet", _SUB_RW),
+    ),
+)
+JOBS = ResourceType(
+    "batch",
+    "v1",
+    "jobs",
+    "job",
+    "Job",
+    namespaced=True,
+    categories=("all",),
+    subresources=(Subresource("status", "Job", _SUB_RW),),
+)
+# events.k8s.io/v1 is the same objects under another group in kube; here it is its own store.
+EVENTS_V1 = ResourceType(
+    "events.k8s.io", "v1", "events", "event", "Event", namespaced=True, short_names=("ev",)
+)
+
+ALL: tuple[ResourceType, ...] = (
+    NAMESPACES,
+    PODS,
+    CONFIGMAPS,
+    SECRETS,
+    SERVICES,
+    NODES,
+    SERVICE_ACCOUNTS,
+    EVENTS,
+    DEPLOYMENTS,
+    REPLICA_SETS,
+    JOBS,
+    EVENTS_V1,
+)
 
 # Subresources answered only over a connection upgrade (exec, attach, port-forward).
 UPGRADE_SUBRESOURCES = frozenset({"attach", "exec", "portforward"})

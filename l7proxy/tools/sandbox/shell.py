@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
-import shlex
+import re
 import tarfile
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,12 +19,23 @@ from typing import Final
 
 import trio
 
+from l7proxy.tools.sandbox.script import (
+    AndOr,
+    For,
+    Redirect,
+    ScriptError,
+    Simple,
+    Word,
+    parse_script,
+)
+
 MAX_FILESYSTEM_BYTES: Final = 64 * 1024 * 1024
 MAX_FILESYSTEM_ENTRIES: Final = 10_000
 MAX_LINE: Final = 64 * 1024  # a longer line is cut here, as a tty's canonical buffer does
 MAX_ARCHIVE: Final = 2 * MAX_FILESYSTEM_BYTES  # what `tar -x` reads from stdin at most
 TERMINAL_QUEUE: Final = 16  # typed lines waiting for the program to read them
 PROMPT: Final = b"$ "
+DEV_NULL: Final = "/dev/null"
 PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 Writer = Callable[[bytes], Awaitable[None]]
@@ -297,45 +308,6 @@ class ShellExit(Exception):
         self.code = code
 
 
-class ScriptError(Exception):
-    """A script this shell cannot parse (sh's exit status 2)."""
-
-
-_OPERATOR_CHARS: Final = ";&|<>()"
-_CONNECTORS: Final = (";", "&&", "||")
-
-
-def parse_script(script: str) -> list[tuple[str, list[str]]]:
-    """Commands, each with the connector before it (";" first and on each new line).
-
-    Words follow sh's quoting (shlex); `;`, `&&`, `||` and newlines separate commands; a
-    quote cannot span lines, and pipes, redirections and subshells are not supported."""
-    commands: list[tuple[str, list[str]]] = []
-    for line in script.splitlines():
-        lexer = shlex.shlex(line, posix=True, punctuation_chars=_OPERATOR_CHARS)
-        lexer.whitespace_split = True
-        connector, argv = ";", list[str]()
-        try:
-            tokens = list(lexer)
-        except ValueError as err:
-            raise ScriptError(f"syntax error: {err}") from err
-        for token in tokens:
-            if token and all(c in _OPERATOR_CHARS for c in token):
-                if token not in _CONNECTORS:
-                    raise ScriptError(f"syntax error: {token!r} is not supported here")
-                if not argv:
-                    raise ScriptError(f"syntax error near unexpected token {token!r}")
-                commands.append((connector, argv))
-                connector, argv = token, []
-            else:
-                argv.append(token)
-        if argv:
-            commands.append((connector, argv))
-        elif connector != ";":
-            raise ScriptError(f"syntax error: {connector!r} at the end of a line")
-    return commands
-
-
 Command = Callable[["Shell", list[str], Stdio], Awaitable[int]]
 
 
@@ -376,16 +348,85 @@ class Shell:
 
     async def run_script(self, script: str, io: Stdio) -> int:
         try:
-            commands = parse_script(script)
+            parsed = parse_script(script)
         except ScriptError as err:
             await io.stderr(f"sh: {err}\n".encode())
             self.status = 2
             return 2
-        for connector, argv in commands:
-            if (connector == "&&" and self.status != 0) or (connector == "||" and self.status == 0):
-                continue
-            await self.execute(argv, io)
+        return await self._list(parsed, io)
+
+    async def _list(self, items: tuple[AndOr, ...], io: Stdio) -> int:
+        for item in items:
+            await self._pipeline(item.first, io)
+            for connector, pipeline in item.rest:
+                if (connector == "&&") == (self.status == 0):
+                    await self._pipeline(pipeline, io)
         return self.status
+
+    async def _pipeline(self, commands: tuple[Simple | For, ...], io: Stdio) -> int:
+        """Each stage runs to its end before the next reads what it wrote: the commands
+        here are finite, and the output they can write is bounded by the filesystem's."""
+        stdin = io.stdin
+        for command in commands[:-1]:
+            captured = bytearray()
+
+            async def capture(data: bytes, into: bytearray = captured) -> None:
+                into += data
+                await trio.lowlevel.checkpoint()
+
+            await self._command(command, Stdio(stdin, capture, io.stderr, io.terminal))
+            stdin = _reader_of(bytes(captured))
+        return await self._command(commands[-1], Stdio(stdin, io.stdout, io.stderr, io.terminal))
+
+    async def _command(self, command: Simple | For, io: Stdio) -> int:
+        if isinstance(command, For):
+            for item in command.items:
+                self.env[command.name] = self.expand(item)
+                await self._list(command.body, io)
+            return self.status
+        try:
+            redirected = self._redirected(command.redirects, io)
+        except FileSystemError as err:
+            await io.stderr(f"sh: {err}\n".encode())
+            self.status = 1
+            return 1
+        if not command.words:
+            self.status = 0
+            return 0
+        return await self.execute([self.expand(w) for w in command.words], redirected)
+
+    def expand(self, word: Word) -> str:
+        return "".join(
+            (str(self.status) if text == "?" else self.env.get(text, "")) if var else text
+            for var, text in word.parts
+        )
+
+    def _redirected(self, redirects: tuple[Redirect, ...], io: Stdio) -> Stdio:
+        """`io` with each redirection applied in order, as sh does (`>f 2>&1` sends both)."""
+        writers = {1: io.stdout, 2: io.stderr}
+        stdin = io.stdin
+        for redirect in redirects:
+            if isinstance(redirect.target, int):
+                writers[redirect.fd] = writers[redirect.target]
+                continue
+            path = self.path(self.expand(redirect.target))
+            if redirect.op == "<":
+                stdin = _reader_of(b"" if path == DEV_NULL else self.fs.read(path))
+            else:
+                writers[redirect.fd] = self._file_writer(path, append=redirect.op == ">>")
+        return Stdio(stdin, writers[1], writers[2], io.terminal)
+
+    def _file_writer(self, path: str, *, append: bool) -> Writer:
+        fs = self.fs
+
+        async def write(data: bytes) -> None:
+            if path != DEV_NULL:
+                fs.write(path, fs.read(path) + data)
+            await trio.lowlevel.checkpoint()
+
+        if path != DEV_NULL and not (append and fs.is_file(path)):
+            fs.write(path, b"")
+        return write
 
     async def session(self, io: Stdio) -> int:
         """Read and run commands until the end of input or `exit`; on a terminal with a
@@ -408,6 +449,15 @@ class Shell:
                     self.status = 130
         except ShellExit as done:
             return done.code
+
+
+def _reader_of(data: bytes) -> StdinReader:
+    """Standard input that is `data`, then its end."""
+    send, receive = trio.open_memory_channel[bytes](1)
+    if data:
+        send.send_nowait(data)
+    send.close()
+    return StdinReader(receive)
 
 
 # --- commands -------------------------------------------------------------------------
@@ -463,6 +513,32 @@ async def _cat(sh: Shell, args: list[str], io: Stdio) -> int:
             await io.stderr(f"cat: {name}: {err}\n".encode())
             status = 1
     return status
+
+
+async def _grep(sh: Shell, args: list[str], io: Stdio) -> int:
+    """`grep [-c] [-i] [-v] PATTERN [FILE...]`; the pattern is a Python regular expression,
+    which agrees with grep's basic ones on plain text, `.`, `*`, `^` and `$`."""
+    flags = {a for a in args if a.startswith("-") and len(a) > 1}
+    operands = [a for a in args if a not in flags]
+    if not operands or not flags <= {"-c", "-i", "-v"}:
+        await io.stderr(b"Usage: grep [-civ] PATTERN [FILE]...\n")
+        return 2
+    try:
+        pattern = re.compile(operands[0].encode(), re.IGNORECASE if "-i" in flags else 0)
+    except re.error as err:
+        await io.stderr(f"grep: {err}\n".encode())
+        return 2
+    captured = bytearray()
+
+    async def collect(data: bytes) -> None:
+        captured.extend(data)
+        await trio.lowlevel.checkpoint()
+
+    status = await _cat(sh, operands[1:], Stdio(io.stdin, collect, io.stderr, io.terminal))
+    lines = [line for line in bytes(captured).splitlines(keepends=True)]
+    found = [line for line in lines if bool(pattern.search(line)) != ("-v" in flags)]
+    await io.stdout(f"{len(found)}\n".encode() if "-c" in flags else b"".join(found))
+    return 2 if status else 0 if found else 1
 
 
 async def _env(sh: Shell, args: list[str], io: Stdio) -> int:
@@ -758,6 +834,7 @@ _COMMANDS: Final[Mapping[str, Command]] = {
     "env": _env,
     "exit": _exit,
     "false": _false,
+    "grep": _grep,
     "hostname": _hostname,
     "ls": _ls,
     "pwd": _pwd,

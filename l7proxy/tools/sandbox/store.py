@@ -129,7 +129,7 @@ class Store:
         self, clock: Callable[[], float], *, history: int = 1000, watch_buffer: int = 100
     ) -> None:
         self._clock = clock
-        self._objects: dict[str, dict[tuple[str, str], Obj]] = {r.name: {} for r in ALL}
+        self._objects: dict[str, dict[tuple[str, str], Obj]] = {r.key: {} for r in ALL}
         self._rv = 0
         self._history: deque[_Change] = deque(maxlen=history)
         self._floor = 0  # watches may resume from any resourceVersion >= this
@@ -145,7 +145,7 @@ class Store:
 
     def list(self, rtype: ResourceType, namespace: str | None, selector: Selector) -> list[Obj]:
         """Matching objects sorted by namespace and name, as etcd returns them."""
-        objects = self._objects[rtype.name]
+        objects = self._objects[rtype.key]
         return [
             objects[key]
             for key in sorted(objects)
@@ -153,7 +153,7 @@ class Store:
         ]
 
     def get(self, rtype: ResourceType, namespace: str, name: str) -> Obj:
-        obj = self._objects[rtype.name].get((namespace, name))
+        obj = self._objects[rtype.key].get((namespace, name))
         if obj is None:
             raise not_found(rtype, name)
         return obj
@@ -181,9 +181,9 @@ class Store:
                 name,
                 f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain',
             )
-        if rtype.namespaced and ("", namespace) not in self._objects["namespaces"]:
+        if rtype.namespaced and ("", namespace) not in self._objects[NAMESPACES.key]:
             raise not_found(NAMESPACES, namespace)
-        if (namespace, name) in self._objects[rtype.name]:
+        if (namespace, name) in self._objects[rtype.key]:
             raise already_exists(rtype, name)
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
         for key in ("deletionTimestamp", "resourceVersion", "generation"):
@@ -245,7 +245,7 @@ class Store:
             return current
         if rtype is NAMESPACES:
             for member in ALL:
-                for ns, child in list(self._objects[member.name]):
+                for ns, child in list(self._objects[member.key]):
                     if member.namespaced and ns == name:
                         self.delete(member, ns, child)
         gone = copy.deepcopy(current)
@@ -258,9 +258,9 @@ class Store:
         obj["metadata"]["resourceVersion"] = str(self._rv)
         key = (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
         if kind == "DELETED":
-            del self._objects[rtype.name][key]
+            del self._objects[rtype.key][key]
         else:
-            self._objects[rtype.name][key] = obj
+            self._objects[rtype.key][key] = obj
         if len(self._history) == self._history.maxlen:
             self._floor = self._history[0].resource_version
         change = _Change(self._rv, rtype, kind, obj, previous)

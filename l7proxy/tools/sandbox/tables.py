@@ -6,7 +6,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from l7proxy.tools.sandbox.resources import DEPLOYMENTS, PODS, ResourceType
+from l7proxy.tools.sandbox.resources import (
+    DEPLOYMENTS,
+    EVENTS,
+    JOBS,
+    NODES,
+    PODS,
+    REPLICA_SETS,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+    ResourceType,
+)
 
 Obj = dict[str, Any]
 Cells = Callable[[Obj, float], list[Any]]
@@ -89,12 +99,73 @@ def _deployment_cells(obj: Obj, now: float) -> list[Any]:
     ]
 
 
+def _node_cells(obj: Obj, now: float) -> list[Any]:
+    status = obj.get("status", {})
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
+    )
+    version = status.get("nodeInfo", {}).get("kubeletVersion", "")
+    return [
+        obj["metadata"]["name"],
+        "Ready" if ready else "NotReady",
+        "<none>",
+        _age(obj, now),
+        version,
+    ]
+
+
+def _service_cells(obj: Obj, now: float) -> list[Any]:
+    spec = obj.get("spec", {})
+    ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports", []))
+    return [
+        obj["metadata"]["name"],
+        spec.get("type", "ClusterIP"),
+        spec.get("clusterIP") or "<none>",
+        "<none>",
+        ports or "<none>",
+        _age(obj, now),
+    ]
+
+
+def _replica_set_cells(obj: Obj, now: float) -> list[Any]:
+    status = obj.get("status", {})
+    return [
+        obj["metadata"]["name"],
+        obj.get("spec", {}).get("replicas", 0),
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        _age(obj, now),
+    ]
+
+
+def _job_cells(obj: Obj, now: float) -> list[Any]:
+    succeeded = obj.get("status", {}).get("succeeded", 0)
+    completions = obj.get("spec", {}).get("completions", 1)
+    state = "Complete" if succeeded >= completions else "Running"
+    return [obj["metadata"]["name"], state, f"{succeeded}/{completions}", _age(obj, now)]
+
+
+def _service_account_cells(obj: Obj, now: float) -> list[Any]:
+    return [obj["metadata"]["name"], len(obj.get("secrets") or []), _age(obj, now)]
+
+
+def _event_cells(obj: Obj, now: float) -> list[Any]:
+    involved = obj.get("involvedObject", {})
+    return [
+        _age(obj, now),
+        obj.get("type", ""),
+        obj.get("reason", ""),
+        f"{involved.get('kind', '').lower()}/{involved.get('name', '')}",
+        obj.get("message", ""),
+    ]
+
+
 def _default_cells(obj: Obj, now: float) -> list[Any]:
     return [obj["metadata"]["name"], _age(obj, now)]
 
 
 _LAYOUTS: dict[str, tuple[list[Obj], Cells]] = {
-    PODS.name: (
+    PODS.key: (
         [
             _NAME,
             _column("Ready", "string", "Readiness of the pod's containers."),
@@ -106,7 +177,7 @@ _LAYOUTS: dict[str, tuple[list[Obj], Cells]] = {
         ],
         _pod_cells,
     ),
-    DEPLOYMENTS.name: (
+    DEPLOYMENTS.key: (
         [
             _NAME,
             _column("Ready", "string", "Ready pods out of desired."),
@@ -115,6 +186,60 @@ _LAYOUTS: dict[str, tuple[list[Obj], Cells]] = {
             _AGE,
         ],
         _deployment_cells,
+    ),
+    NODES.key: (
+        [
+            _NAME,
+            _column("Status", "string", "The status of the node."),
+            _column("Roles", "string", "The roles of the node."),
+            _AGE,
+            _column("Version", "string", "Kubelet version reported by the node."),
+        ],
+        _node_cells,
+    ),
+    SERVICES.key: (
+        [
+            _NAME,
+            _column("Type", "string", "The type of the service."),
+            _column("Cluster-IP", "string", "The IP address of the service."),
+            _column("External-IP", "string", "External IPs of the service."),
+            _column("Port(s)", "string", "The ports the service exposes."),
+            _AGE,
+        ],
+        _service_cells,
+    ),
+    REPLICA_SETS.key: (
+        [
+            _NAME,
+            _column("Desired", "integer", "Desired replicas."),
+            _column("Current", "integer", "Current replicas."),
+            _column("Ready", "integer", "Ready replicas."),
+            _AGE,
+        ],
+        _replica_set_cells,
+    ),
+    JOBS.key: (
+        [
+            _NAME,
+            _column("Status", "string", "Whether the job has completed."),
+            _column("Completions", "string", "Successful pods out of desired completions."),
+            _AGE,
+        ],
+        _job_cells,
+    ),
+    SERVICE_ACCOUNTS.key: (
+        [_NAME, _column("Secrets", "string", "Number of secrets."), _AGE],
+        _service_account_cells,
+    ),
+    EVENTS.key: (
+        [
+            _column("Last Seen", "string", "Time of the event."),
+            _column("Type", "string", "Type of the event."),
+            _column("Reason", "string", "Why the event happened."),
+            _column("Object", "string", "The object the event is about."),
+            _column("Message", "string", "What happened."),
+        ],
+        _event_cells,
     ),
 }  # fmt: skip
 
@@ -143,7 +268,7 @@ def table(
 ) -> Obj:
     """A Table of `objects`. Watch events after the first leave `columns` out, as kube does:
     kubectl reuses the definitions it already has."""
-    definitions, cells = _LAYOUTS.get(rtype.name, ([_NAME, _AGE], _default_cells))
+    definitions, cells = _LAYOUTS.get(rtype.key, ([_NAME, _AGE], _default_cells))
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -37,13 +37,12 @@ async def test_aggregated_discovery_request_gets_legacy_json_so_client_go_falls_
     assert api.json()["kind"] == "APIVersions"
     assert api.json()["versions"] == ["v1"]
     assert apis.json()["kind"] == "APIGroupList"
-    assert apis.json()["groups"] == [
-        {
-            "name": "apps",
-            "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
-        }
-    ]
+    assert [g["name"] for g in apis.json()["groups"]] == ["apps", "batch", "events.k8s.io"]
+    assert apis.json()["groups"][0] == {
+        "name": "apps",
+        "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+        "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
+    }
 
 
 async def test_accept_naming_only_aggregated_discovery_is_not_acceptable(call: Call) -> None:
@@ -70,7 +69,13 @@ async def test_core_discovery_lists_resources_with_scope_kind_verbs_and_short_na
         "configmaps",
         "secrets",
         "services",
+        "nodes",
+        "serviceaccounts",
+        "events",
     }
+    assert by_name["nodes"]["namespaced"] is False
+    assert by_name["serviceaccounts"]["shortNames"] == ["sa"]
+    assert by_name["events"]["shortNames"] == ["ev"]
     assert by_name["namespaces"]["namespaced"] is False
     assert by_name["namespaces"]["shortNames"] == ["ns"]
     assert by_name["pods"]["namespaced"] is True
@@ -87,14 +92,30 @@ async def test_apps_discovery_lists_deployments_and_their_subresources(call: Cal
     doc = (await call("GET", "/apis/apps/v1")).json()
     assert doc["groupVersion"] == "apps/v1"
     by_name = {r["name"]: r for r in doc["resources"]}
-    assert set(by_name) == {"deployments", "deployments/scale", "deployments/status"}
+    assert set(by_name) == {
+        "deployments",
+        "deployments/scale",
+        "deployments/status",
+        "replicasets",
+        "replicasets/scale",
+        "replicasets/status",
+    }
+    assert by_name["replicasets"]["shortNames"] == ["rs"]
     assert by_name["deployments"]["kind"] == "Deployment"
     assert by_name["deployments/scale"]["group"] == "autoscaling"
     assert (await call("GET", "/apis/apps")).json()["kind"] == "APIGroup"
 
 
 async def test_unknown_group_version_is_not_found(call: Call) -> None:
-    assert (await call("GET", "/apis/batch/v1")).status == 404
+    assert (await call("GET", "/apis/batch/v2")).status == 404
+    assert (await call("GET", "/apis/storage.k8s.io/v1")).status == 404
+
+
+async def test_batch_and_events_groups_list_jobs_and_events(call: Call) -> None:
+    jobs = {r["name"]: r for r in (await call("GET", "/apis/batch/v1")).json()["resources"]}
+    assert (jobs["jobs"]["kind"], jobs["jobs"]["categories"]) == ("Job", ["all"])
+    events = (await call("GET", "/apis/events.k8s.io/v1")).json()["resources"]
+    assert [(e["name"], e["namespaced"]) for e in events] == [("events", True)]
 
 
 async def test_openapi_v3_declares_field_validation_on_each_kinds_patch(call: Call) -> None:

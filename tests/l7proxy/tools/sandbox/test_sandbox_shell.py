@@ -4,11 +4,14 @@ discipline — driven directly, without a connection."""
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from dataclasses import dataclass
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from l7proxy.tools.sandbox.shell import (
     MAX_LINE,
@@ -105,12 +108,50 @@ async def test_connectors_quoting_exit_and_unknown_commands() -> None:
     assert (await sh("echo 'a;b' \"c && d\" # a comment")).out == b"a;b c && d\n"
     assert await sh("echo before; exit 3; echo after") == Ran(3, b"before\n", b"")
     assert await sh("false; exit") == Ran(1, b"", b"")
-    assert await sh("sh -c 'exit 4'; echo inner left $?") == Ran(0, b"inner left $?\n", b"")
+    assert await sh("sh -c 'exit 4'; echo inner left $?") == Ran(0, b"inner left 4\n", b"")
     assert (await sh("exit 300")).code == 300 & 0xFF
     assert await sh("exit nope") == Ran(2, b"", b"sh: exit: Illegal number: nope\n")
     assert await run(["/bin/no-such"]) == Ran(127, b"", b"/bin/no-such: command not found\n")
     assert (await run(["/bin/sh", "-c", "true"])).code == 0  # a path names the same command
     assert await run(["sh", "-c"]) == Ran(2, b"", b"sh: -c: option requires an argument\n")
+
+
+@pytest.mark.parametrize(
+    ("script", "out"),
+    [
+        ("for i in 1 2 3; do echo $i; done | grep 2 && echo ok || echo no", b"2\nok\n"),
+        ("for i in 1 3; do echo $i; done | grep 2 && echo ok || echo no", b"no\n"),
+        ('for w in a "b c"; do echo "<$w>" ${w}!; done', b"<a> a!\n<b c> b c!\n"),
+        ("for i in x\ndo echo $i\ndone", b"x\n"),
+        ("echo one | cat | cat", b"one\n"),
+        ("cat /nope 2>&1 | grep -c 'No such'", b"1\n"),
+        ("cat /nope 2>/dev/null; echo $?", b"1\n"),
+        ("echo a > /tmp/f; echo b >> /tmp/f; cat < /tmp/f", b"a\nb\n"),
+        ("echo err >&2 2>/dev/null", b""),
+        ("false; echo $? '$?'", b"1 $?\n"),
+        ("echo x | grep -v y | grep -c x", b"1\n"),
+        ("echo Hello | grep -i hello || echo missing", b"Hello\n"),
+    ],
+)
+async def test_pipes_redirections_loops_and_variables(script: str, out: bytes) -> None:
+    assert (await sh(script)).out == out
+
+
+async def test_redirection_order_decides_where_stderr_goes() -> None:
+    shell = Shell(container())
+    ran = await run(
+        ["sh", "-c", "cat /nope > /tmp/log 2>&1; cat /nope 2>&1 > /tmp/log2"], shell=shell
+    )
+    assert shell.fs.read("/tmp/log") == b"cat: /nope: No such file or directory\n"
+    assert shell.fs.read("/tmp/log2") == b""
+    assert ran == Ran(1, b"cat: /nope: No such file or directory\n", b"")
+
+
+@given(st.lists(st.text(alphabet="abc xyz019", min_size=1, max_size=6), max_size=5))
+def test_a_loop_echoes_each_quoted_item_once(items: list[str]) -> None:
+    quoted = " ".join("'" + item + "'" for item in items)
+    ran = trio.run(sh, f'for v in {quoted}; do echo "$v"; done')
+    assert ran.out == b"".join(item.encode() + b"\n" for item in items)
 
 
 async def test_sh_reads_commands_from_stdin_or_a_file() -> None:
@@ -128,14 +169,17 @@ async def test_sh_reads_commands_from_stdin_or_a_file() -> None:
     ("script", "message"),
     [
         ("echo 'open", "syntax error: No closing quotation"),
-        ("echo a | cat", "syntax error: '|' is not supported here"),
-        ("echo a > /tmp/x", "syntax error: '>' is not supported here"),
+        ("sleep 1 &", "syntax error: '&' is not supported here"),
+        ("(echo a)", "syntax error: '(' is not supported here"),
+        ("echo a |", "syntax error near unexpected token 'end of file'"),
+        ("for i in a; echo $i; done", "syntax error: expected 'do'"),
+        ("echo a >", "syntax error: '>' needs a file name"),
         ("; echo", "syntax error near unexpected token ';'"),
         ("echo a &&", "syntax error: '&&' at the end of a line"),
     ],
 )
 async def test_scripts_this_shell_cannot_run_exit_2(script: str, message: str) -> None:
-    with pytest.raises(ScriptError, match=message.replace("|", r"\|")):
+    with pytest.raises(ScriptError, match=re.escape(message)):
         parse_script(script)
     assert await sh(script) == Ran(2, b"", f"sh: {message}\n".encode())
 

@@ -98,3 +98,41 @@ async def test_accept_without_json_is_not_acceptable(call: Call) -> None:
 )
 def test_age_is_printed_like_kubes_human_duration(seconds: int, shown: str) -> None:
     assert human_duration(seconds) == shown
+
+
+@pytest.mark.parametrize(
+    ("path", "columns", "cells"),
+    [
+        (
+            "/api/v1/nodes",
+            ["Name", "Status", "Roles", "Age", "Version"],
+            ["sandbox-node-1", "Ready", "<none>", "0s", "v1.31.0"],
+        ),
+        (
+            "/api/v1/namespaces/default/services",
+            ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age"],
+            ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP", "0s"],
+        ),
+        (
+            "/apis/batch/v1/namespaces/default/jobs",
+            ["Name", "Status", "Completions", "Age"],
+            ["migrate", "Complete", "1/1", "0s"],
+        ),
+        (
+            "/api/v1/namespaces/kube-system/serviceaccounts",
+            ["Name", "Secrets", "Age"],
+            ["default", 0, "0s"],
+        ),
+        (
+            "/api/v1/namespaces/default/events",
+            ["Last Seen", "Type", "Reason", "Object", "Message"],
+            ["0s", "Normal", "Started", "pod/web-1", "Started container app"],
+        ),
+    ],
+)
+async def test_seeded_kinds_print_the_columns_kubectl_shows(
+    call: Call, path: str, columns: list[str], cells: list[object]
+) -> None:
+    table = (await call("GET", path, accept=KUBECTL_GET_ACCEPT)).json()
+    assert [c["name"] for c in table["columnDefinitions"]] == columns
+    assert table["rows"][0]["cells"] == cells

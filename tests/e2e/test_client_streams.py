@@ -1,0 +1,53 @@
+"""Exec through the gateway to the sandbox's shell, with the scripts agents send, from kubectl
+and from the official Python client's WebSocket stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+from kubernetes import client, config  # type: ignore[import-untyped]
+from kubernetes.stream import stream  # type: ignore[import-untyped]
+
+from tests.e2e.stack import Stack, kubectl
+
+ADMIN = ("platform-admins",)
+SCRIPT = "for i in 1 2 3; do echo $i; done | grep 2 && echo ok || echo no"
+
+
+def _official_client(kubeconfig: Path) -> client.CoreV1Api:
+    """The official client configured from the Stack's kubeconfig, as a user would."""
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    return client.CoreV1Api(api_client)
+
+
+async def test_kubectl_exec_runs_a_loop_a_pipe_and_connectors(stack: Stack) -> None:
+    kc = stack.kubeconfig(stack.token("admin-1", ADMIN))
+    ran = await kubectl(kc, "exec", "web-1", "--", "sh", "-c", SCRIPT, check=True)
+    assert ran.stdout == b"2\nok\n"
+    redirected = await kubectl(kc, "exec", "web-1", "--", "sh", "-c", "cat /nope 2>&1 | grep -c No")
+    assert redirected.stdout == b"1\n"
+
+
+async def test_official_client_stream_exec_returns_the_scripts_output(stack: Stack) -> None:
+    api = _official_client(stack.kubeconfig(stack.token("admin-1", ADMIN)))
+
+    def run() -> str:
+        return str(
+            stream(
+                api.connect_get_namespaced_pod_exec,
+                "web-1",
+                "default",
+                command=["sh", "-c", SCRIPT],
+                stderr=True,
+                stdin=False,
+                stdout=True,
+                tty=False,
+            )
+        )
+
+    try:
+        with trio.fail_after(60):
+            assert await trio.to_thread.run_sync(run) == "2\nok\n"
+    finally:
+        api.api_client.close()
