@@ -89,7 +89,13 @@ class Gateway:
         self.metrics = metrics
         self.limits = limits
         self.recordings_dir = recordings_dir
-        self.ready = False
+        self.ready = False  # set once the listeners are bound
+        self.draining = False
+
+    @property
+    def is_ready(self) -> bool:
+        """`/readyz`: listening, every provider's keys fetched once, and not draining."""
+        return self.ready and not self.draining and self.authenticator.keys_fetched
 
     # -- the straight line ----------------------------------------------------------------
     async def handle(self, exchange: Exchange) -> None:
@@ -510,7 +516,7 @@ class Gateway:
         if endpoint is LocalEndpoint.METRICS:
             body, content_type = self.metrics.render()
         else:
-            healthy = endpoint is LocalEndpoint.HEALTHZ or self.ready
+            healthy = endpoint is LocalEndpoint.HEALTHZ or self.is_ready
             body, content_type = (b"ok" if healthy else b"not ready"), b"text/plain; charset=utf-8"
             if not healthy:
                 await self._send_whole(exchange, 503, body, content_type)

@@ -115,6 +115,22 @@ async def test_health_endpoints_answer_without_a_token(stack: Stack) -> None:
     assert b"l7proxy_requests" in body
 
 
+async def test_readyz_is_unavailable_until_the_provider_keys_are_fetched_while_healthz_is_ok(
+    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path
+) -> None:
+    # An issuer with no discovery document: its keys cannot be fetched, so not ready.
+    (tmp_path / "other").mkdir()
+    other = await start_stack(nursery, ca, tmp_path / "other")
+    (tmp_path / "unready").mkdir()
+    unready = await start_stack(
+        nursery, ca, tmp_path / "unready", provider={"issuer": other.gateway_url + "/nowhere"}
+    )
+    status, _, body = await curl(unready, "/readyz")
+    assert (status, body) == (503, b"not ready")
+    status, _, body = await curl(unready, "/healthz")
+    assert (status, body) == (200, b"ok")
+
+
 async def test_a_path_outside_the_prefix_is_a_not_found_status_counted_in_metrics(
     stack: Stack,
 ) -> None:
