@@ -113,6 +113,7 @@ class Gateway:
         if isinstance(target, LocalEndpoint):
             await self._answer_local(exchange, target, event)
             return
+        self.metrics.in_flight.inc()
         try:
             connector = self._connector(target, event)
             auth = await self._authenticate(exchange, event)
@@ -129,6 +130,7 @@ class Gateway:
         except GatewayRefusal as refusal:
             await self._refuse_quietly(exchange, refusal, event)
         finally:
+            self.metrics.in_flight.dec()
             self._record(event, started)
 
     def _record(self, event: AuditEvent, started: float) -> None:
