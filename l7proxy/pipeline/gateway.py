@@ -91,7 +91,13 @@ class Gateway:
         self.limits = limits
         self.recordings_dir = recordings_dir
         self.routing = routing or Routing()
-        self.ready = False
+        self.ready = False  # set once the listeners are bound
+        self.draining = False
+
+    @property
+    def is_ready(self) -> bool:
+        """`/readyz`: listening, every provider's keys fetched once, and not draining."""
+        return self.ready and not self.draining and self.authenticator.keys_fetched
 
     # -- the straight line ----------------------------------------------------------------
     async def handle(self, exchange: Exchange) -> None:
@@ -114,6 +120,7 @@ class Gateway:
         if not isinstance(target, Route):
             await self._answer_local(exchange, target, event)
             return
+        self.metrics.in_flight.inc()
         try:
             connector = self._connector(target, event)
             auth = await self._authenticate(exchange, event)
@@ -130,6 +137,7 @@ class Gateway:
         except GatewayRefusal as refusal:
             await self._refuse_quietly(exchange, refusal, event)
         finally:
+            self.metrics.in_flight.dec()
             self._record(event, started)
 
     def _record(self, event: AuditEvent, started: float) -> None:
@@ -538,7 +546,7 @@ class Gateway:
         if endpoint is LocalEndpoint.METRICS:
             body, content_type = self.metrics.render()
         else:
-            healthy = endpoint is LocalEndpoint.HEALTHZ or self.ready
+            healthy = endpoint is LocalEndpoint.HEALTHZ or self.is_ready
             body, content_type = (b"ok" if healthy else b"not ready"), b"text/plain; charset=utf-8"
             if not healthy:
                 await self._send_whole(exchange, 503, body, content_type)

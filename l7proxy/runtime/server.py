@@ -65,6 +65,16 @@ async def run_until_signalled(config: Config, *, reuse_port: bool = False) -> No
                 break
 
 
+async def _fetch_keys_until_ready(authenticator: Authenticator) -> None:
+    """Fetch every provider's signing keys at start, retrying, so `/readyz` can turn 200."""
+    while not authenticator.keys_fetched:
+        await trio.sleep(_KEY_FETCH_RETRY)
+        await authenticator.fetch_keys()
+
+
+_KEY_FETCH_RETRY = 2.0
+
+
 async def run_gateway(
     config: Config,
     *,
@@ -105,6 +115,8 @@ async def run_gateway(
                 )
             )
             gateway.ready = True
+            await gateway.authenticator.fetch_keys()  # so a healthy start is ready at once
+            nursery.start_soon(_fetch_keys_until_ready, gateway.authenticator)
             log.info(
                 "listening",
                 addresses=[f"{h}:{p}" for h, p in bound],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from l7proxy.telemetry.audit import AuditEvent
 
@@ -23,6 +23,11 @@ class Metrics:
             ["connection", "decision"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+        )
+        self.in_flight = Gauge(
+            "l7proxy_requests_in_flight",
+            "Requests under /k8s/ being answered now, streams included.",
+            registry=self.registry,
         )
 
     def observe(self, event: AuditEvent) -> None:

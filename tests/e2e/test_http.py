@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 import trio
 import trustme
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.stack import Stack, event_for, start_stack, wait_for_event
+from tests.e2e.stack import (
+    Stack,
+    event_for,
+    kubectl_argv,
+    kubectl_env,
+    start_stack,
+    wait_for_event,
+)
 
 READER = ("ai-agents-readonly",)
 
@@ -115,6 +123,22 @@ async def test_health_endpoints_answer_without_a_token(stack: Stack) -> None:
     assert b"l7proxy_requests" in body
 
 
+async def test_readyz_is_unavailable_until_the_provider_keys_are_fetched_while_healthz_is_ok(
+    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path
+) -> None:
+    # An issuer with no discovery document: its keys cannot be fetched, so not ready.
+    (tmp_path / "other").mkdir()
+    other = await start_stack(nursery, ca, tmp_path / "other")
+    (tmp_path / "unready").mkdir()
+    unready = await start_stack(
+        nursery, ca, tmp_path / "unready", provider={"issuer": other.gateway_url + "/nowhere"}
+    )
+    status, _, body = await curl(unready, "/readyz")
+    assert (status, body) == (503, b"not ready")
+    status, _, body = await curl(unready, "/healthz")
+    assert (status, body) == (200, b"ok")
+
+
 async def test_a_path_outside_the_prefix_is_a_not_found_status_counted_in_metrics(
     stack: Stack,
 ) -> None:
@@ -130,6 +154,30 @@ async def test_a_path_outside_the_prefix_is_a_not_found_status_counted_in_metric
     ]
     assert counted, metrics.decode()
     assert f'decision="{event["decision"]}"' in counted[0]
+
+
+async def in_flight(stack: Stack) -> float:
+    _, _, body = await curl(stack, "/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    return families["l7proxy_requests_in_flight"].samples[0].value
+
+
+async def test_an_open_watch_is_counted_in_flight_until_it_ends(stack: Stack) -> None:
+    kc = stack.kubeconfig(stack.token("agent-7", READER))
+    assert await in_flight(stack) == 0
+    watch = await trio.lowlevel.open_process(
+        kubectl_argv(kc, "get", "pods", "-w"), env=kubectl_env(kc)
+    )
+    try:
+        with trio.fail_after(30):
+            while await in_flight(stack) != 1:  # noqa: ASYNC110 (polled: a scrape is the probe)
+                await trio.sleep(0.05)
+    finally:
+        watch.kill()
+        await watch.wait()
+    with trio.fail_after(30):
+        while await in_flight(stack) != 0:  # noqa: ASYNC110
+            await trio.sleep(0.05)
 
 
 async def test_a_request_body_streams_to_the_cluster(stack: Stack) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import OrderedDict
@@ -90,6 +91,19 @@ class Authenticator:
         self._cache_size = cache_size
         self._leeway = leeway
         self._cache: OrderedDict[bytes, _Verified] = OrderedDict()
+
+    @property
+    def keys_fetched(self) -> bool:
+        """Every provider's signing keys have been fetched at least once (readiness)."""
+        return all(keys.cached is not None for keys in self._providers.values())
+
+    async def fetch_keys(self) -> None:
+        """Fetch each provider's keys that are still missing; a failure is left for the
+        next call (the reason stays with the provider and answers its requests)."""
+        for provider_keys in self._providers.values():
+            if provider_keys.cached is None:
+                with contextlib.suppress(ProviderUnavailable):
+                    await self._key_set(provider_keys, refresh=False)
 
     async def authenticate(self, token: str) -> Authenticated:
         """The verified caller behind `token`, or `AuthenticationError` saying why not."""
