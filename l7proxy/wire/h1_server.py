@@ -9,6 +9,7 @@ notice, at once, that the client went away — without ever cancelling a TLS rea
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Final
 
 import h11
@@ -35,6 +36,15 @@ Handler = Callable[["H1Exchange"], Awaitable[None]]
 Refuse = Callable[["H1ServerConnection", StatusReason, str], Awaitable[None]]
 
 
+def reason_phrase(status: int) -> bytes:
+    """RFC 9110's reason phrase for `status` (empty for a code it does not name): clients
+    such as `h2load --h1` and the Python kubernetes client show or parse it."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
 class H1Exchange:
     """One request/response of an HTTP/1.1 connection (implements `Exchange`)."""
 
@@ -58,7 +68,9 @@ class H1Exchange:
             return b""
         h11conn = self._conn.h11
         if h11conn.they_are_waiting_for_100_continue:
-            await self._conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+            await self._conn.send(
+                h11.InformationalResponse(status_code=100, headers=[], reason=reason_phrase(100))
+            )
         while True:
             event = await self._conn.next_event()
             if isinstance(event, h11.Data):
@@ -76,7 +88,8 @@ class H1Exchange:
         # one (a watch, logs -f) has its head written at once.
         self._sized = any(k.lower() == b"content-length" for k, _ in headers)
         await self._conn.send_to_client(
-            h11.Response(status_code=status, headers=headers), hold=self._sized
+            h11.Response(status_code=status, headers=headers, reason=reason_phrase(status)),
+            hold=self._sized,
         )
 
     async def send(self, data: bytes) -> None:
@@ -93,7 +106,9 @@ class H1Exchange:
             raise UpgradeNotPossible("the request did not ask for a protocol upgrade")
         self.watch_scope.cancel()
         self.response_started = True
-        await self._conn.send_to_client(h11.InformationalResponse(status_code=101, headers=headers))
+        await self._conn.send_to_client(
+            h11.InformationalResponse(status_code=101, headers=headers, reason=reason_phrase(101))
+        )
         self.upgraded = True
         return _UpgradedConnection(self._conn)
 
@@ -320,7 +335,11 @@ class H1ServerConnection:
             (b"connection", b"close"),
         ]
         try:
-            await self.send(h11.Response(status_code=reason.code, headers=headers))
+            await self.send(
+                h11.Response(
+                    status_code=reason.code, headers=headers, reason=reason_phrase(reason.code)
+                )
+            )
             await self.send(h11.Data(data=body))
             await self.send(h11.EndOfMessage())
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):

@@ -17,6 +17,7 @@ from l7proxy.tools.sandbox.status import (
     invalid,
     method_not_allowed,
     path_not_found,
+    success,
     unsupported_media_type,
 )
 from l7proxy.tools.sandbox.store import Store
@@ -154,7 +155,7 @@ def _patch(exchange: Exchange, target: Target, current: Obj, body: bytes) -> Obj
 def _object_body(exchange: Exchange, rtype: ResourceType, body: bytes) -> Obj:
     """A create or update body: JSON, or the protobuf kubectl's typed clients send."""
     media_type = _media_type(exchange)
-    if media_type == "application/json":
+    if media_type in ("", "application/json"):  # the official Python client sends none
         obj = parse_json(body)
     elif media_type == protobuf.MEDIA_TYPE:
         try:
@@ -281,7 +282,8 @@ class ResourceApi:
             raise method_not_allowed()
         assert namespace is not None  # parse_target never names an object across namespaces
         if method == "DELETE" and not target.subresource:
-            return 200, store.delete(rtype, namespace, target.name, dry_run=dry_run)
+            removed = store.delete(rtype, namespace, target.name, dry_run=dry_run)
+            return 200, success(rtype, removed)
         if method not in ("PUT", "PATCH"):
             raise method_not_allowed()
         current = store.get(rtype, namespace, target.name)

@@ -165,7 +165,7 @@ class Store:
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
-        if rtype.namespaced and meta.get("namespace", namespace) != namespace:
+        if rtype.namespaced and (meta.get("namespace") or namespace) != namespace:
             raise bad_request(_NAMESPACE_MISMATCH)
         if not meta.get("name") and meta.get("generateName"):
             suffix = "".join(random.choices(_GENERATED_CHARS, k=5))
@@ -208,7 +208,7 @@ class Store:
         meta = obj.get("metadata")
         if not isinstance(meta, dict) or meta.get("name", name) != name:
             raise bad_request(f"the name of the object does not match the name on the URL ({name})")
-        if rtype.namespaced and meta.get("namespace", namespace) != namespace:
+        if rtype.namespaced and (meta.get("namespace") or namespace) != namespace:
             raise bad_request(_NAMESPACE_MISMATCH)
         if meta.get("resourceVersion") not in (None, "", current["metadata"]["resourceVersion"]):
             raise conflict(rtype, name)
