@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from l7proxy.tools.sandbox import logs, protobuf
-from l7proxy.tools.sandbox.patch import PatchError, json_patch, merge_patch
+from l7proxy.tools.sandbox.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from l7proxy.tools.sandbox.portforward import serve_portforward
 from l7proxy.tools.sandbox.resources import UPGRADE_SUBRESOURCES, ResourceType, lookup
 from l7proxy.tools.sandbox.selectors import Selector
@@ -30,10 +30,6 @@ from protocols.k8s_protobuf import ProtobufError
 Obj = dict[str, Any]
 
 _NAMESPACE_SUBRESOURCES = ("status", "finalize")  # namespaces/<name>/<these> name a namespace
-_MERGE_PATCHES = (
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +137,10 @@ def _patch(exchange: Exchange, target: Target, current: Obj, body: bytes) -> Obj
     media_type = _media_type(exchange)
     document = parse_json(body)
     try:
-        if media_type in _MERGE_PATCHES:
+        if media_type == "application/merge-patch+json":
             patched: Obj = merge_patch(current, document)
+        elif media_type == "application/strategic-merge-patch+json":
+            patched = strategic_merge_patch(current, document)
         elif media_type == "application/json-patch+json":
             patched = json_patch(current, document)
         else:
