@@ -72,6 +72,16 @@ async def test_kubectl_apply_twice_patch_a_sidecar_scale_and_delete(stack: Stack
     assert (await kubectl(kc, "get", "deployment", "shop")).returncode != 0
 
 
+async def test_kubectl_server_side_apply_creates_and_updates(stack: Stack) -> None:
+    kc = stack.kubeconfig(stack.token("admin-1", ADMIN))
+    await kubectl(kc, "apply", "--server-side", "-f", "-", stdin=DEPLOYMENT.encode(), check=True)
+    scaled = DEPLOYMENT.replace("replicas: 1", "replicas: 2").encode()
+    await kubectl(kc, "apply", "--server-side", "-f", "-", stdin=scaled, check=True)
+    shop = await _get(kc, "deployment", "shop", "--show-managed-fields")
+    assert shop["spec"]["replicas"] == 2
+    assert shop["metadata"]["managedFields"][0]["manager"] == "kubectl"
+
+
 async def test_kubectl_replace_swaps_the_object(stack: Stack) -> None:
     kc = stack.kubeconfig(stack.token("admin-1", ADMIN))
     await kubectl(kc, "create", "configmap", "cfg", "--from-literal=a=1", check=True)

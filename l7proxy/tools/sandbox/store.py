@@ -152,6 +152,9 @@ class Store:
             if (namespace is None or key[0] == namespace) and selector.matches(objects[key])
         ]
 
+    def exists(self, rtype: ResourceType, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._objects[rtype.name]
+
     def get(self, rtype: ResourceType, namespace: str, name: str) -> Obj:
         obj = self._objects[rtype.name].get((namespace, name))
         if obj is None:

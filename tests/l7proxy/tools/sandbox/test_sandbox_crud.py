@@ -189,10 +189,23 @@ async def test_json_patch_on_missing_path_is_422_and_changes_nothing(call: Call)
 
 
 async def test_patch_with_unknown_content_type_is_415(call: Call) -> None:
-    response = await call(
-        "PATCH", f"{PODS}/web-1", {"a": 1}, content_type="application/apply-patch+yaml"
-    )
+    response = await call("PATCH", f"{PODS}/web-1", {"a": 1}, content_type="text/plain")
     assert response.status == 415
+
+
+async def test_server_side_apply_creates_then_merges_and_records_the_manager(call: Call) -> None:
+    body = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: '1'}\n"
+    target = f"{CONFIGMAPS}/ssa?fieldManager=me"
+    created = await call("PATCH", target, body, content_type="application/apply-patch+yaml")
+    assert (created.status, created.json()["data"]) == (201, {"a": "1"})
+    assert created.json()["metadata"]["managedFields"][0]["manager"] == "me"
+    again = body.replace(b"a: '1'", b"b: '2'")
+    merged = await call("PATCH", target, again, content_type="application/apply-patch+yaml")
+    assert (merged.status, merged.json()["data"]) == (200, {"a": "1", "b": "2"})
+    unnamed = await call(
+        "PATCH", f"{CONFIGMAPS}/ssa", body, content_type="application/apply-patch+yaml"
+    )
+    assert unnamed.status == 400
 
 
 async def test_delete_returns_a_success_status_naming_the_object_and_it_is_gone(
