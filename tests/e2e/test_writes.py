@@ -11,8 +11,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import kubernetes
 import trio
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import ConfigMap
 
+from tests.e2e import python_clients
 from tests.e2e.stack import Stack, kubectl
 
 ADMIN = ("platform-admins",)
@@ -109,3 +113,37 @@ async def test_http1_status_lines_carry_the_reason_phrase(stack: Stack) -> None:
             received += data
         await stream.aclose()
     assert received.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+
+
+async def test_the_official_python_client_creates_patches_and_deletes(stack: Stack) -> None:
+    core = kubernetes.client.CoreV1Api(python_clients.official(stack, stack.token("a", ADMIN)))
+
+    def run() -> tuple[Any, Any, Any]:
+        created = core.create_namespaced_config_map(
+            "default", {"metadata": {"name": "py"}, "data": {"a": "1"}}
+        )
+        patched = core.patch_namespaced_config_map("py", "default", {"data": {"b": "2"}})
+        return created, patched, core.delete_namespaced_config_map("py", "default")
+
+    created, patched, status = await trio.to_thread.run_sync(run)
+    assert (created.metadata.namespace, created.data) == ("default", {"a": "1"})
+    assert patched.data == {"a": "1", "b": "2"}
+    status = kubernetes.client.ApiClient().sanitize_for_serialization(status)
+    assert (status["status"], status["details"]["name"]) == ("Success", "py")
+
+
+async def test_lightkube_creates_patches_and_deletes(stack: Stack) -> None:
+    client = python_clients.lightkube_client(stack, stack.token("a", ADMIN))
+
+    def run() -> tuple[ConfigMap, ConfigMap, list[str]]:
+        created = client.create(ConfigMap(metadata=ObjectMeta(name="lk"), data={"a": "1"}))
+        patched = client.patch(ConfigMap, "lk", {"data": {"b": "2"}})
+        client.delete(ConfigMap, "lk")
+        left = [c.metadata.name or "" for c in client.list(ConfigMap) if c.metadata]
+        client.close()
+        return created, patched, left
+
+    created, patched, left = await trio.to_thread.run_sync(run)
+    assert created.metadata is not None and created.metadata.namespace == "default"
+    assert patched.data == {"a": "1", "b": "2"}
+    assert "lk" not in left
