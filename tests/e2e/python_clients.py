@@ -28,7 +28,7 @@ def asyncio_client(
     config = kubernetes_asyncio.client.Configuration()
     config.host = _server(stack, connection)
     config.ssl_ca_cert = str(stack.tmp / "ca.pem")
-    config.api_key = {"authorization": f"Bearer {token}"}
+    config.api_key = {"BearerToken": f"Bearer {token}"}  # this client's name for the key
     return kubernetes_asyncio.client.ApiClient(config)
 
 

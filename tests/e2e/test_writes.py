@@ -5,6 +5,7 @@ holds; and the HTTP/1.1 status line's reason phrase."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import kubernetes
+import kubernetes_asyncio
 import trio
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
@@ -147,3 +149,19 @@ async def test_lightkube_creates_patches_and_deletes(stack: Stack) -> None:
     assert created.metadata is not None and created.metadata.namespace == "default"
     assert patched.data == {"a": "1", "b": "2"}
     assert "lk" not in left
+
+
+async def test_kubernetes_asyncio_creates_and_deletes(stack: Stack) -> None:
+    token = stack.token("a", ADMIN)
+
+    async def run() -> tuple[Any, Any]:
+        async with python_clients.asyncio_client(stack, token) as api:
+            core = kubernetes_asyncio.client.CoreV1Api(api)
+            body = {"metadata": {"name": "aio"}, "data": {"a": "1"}}
+            created = await core.create_namespaced_config_map("default", body)
+            status = await core.delete_namespaced_config_map("aio", "default")
+            return created, api.sanitize_for_serialization(status)
+
+    created, status = await trio.to_thread.run_sync(asyncio.run, run())
+    assert (created.metadata.namespace, created.data) == ("default", {"a": "1"})
+    assert (status["status"], status["details"]["name"]) == ("Success", "aio")
