@@ -73,6 +73,7 @@ def demo_policies(connection: str) -> list[dict[str, object]]:
                     "verbs": ["get"],
                     "non_resource_urls": [
                         "/version",
+                        "/version/",
                         "/api",
                         "/api/*",
                         "/apis",

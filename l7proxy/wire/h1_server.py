@@ -9,6 +9,7 @@ notice, at once, that the client went away — without ever cancelling a TLS rea
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Final
 
 import h11
@@ -36,6 +37,15 @@ Handler = Callable[["H1Exchange"], Awaitable[None]]
 Refuse = Callable[["H1ServerConnection", StatusReason, str], Awaitable[None]]
 
 
+def reason_phrase(status: int) -> bytes:
+    """RFC 9110's reason phrase for `status` (empty for a code it does not name): clients
+    such as `h2load --h1` and the Python kubernetes client show or parse it."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
 class H1Exchange:
     """One request/response of an HTTP/1.1 connection (implements `Exchange`)."""
 
@@ -60,7 +70,9 @@ class H1Exchange:
             return b""
         h11conn = self._conn.h11
         if h11conn.they_are_waiting_for_100_continue:
-            await self._conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+            await self._conn.send(
+                h11.InformationalResponse(status_code=100, headers=[], reason=reason_phrase(100))
+            )
         while True:
             try:
                 event = await self._conn.next_event()
@@ -82,7 +94,8 @@ class H1Exchange:
         # one (a watch, logs -f) has its head written at once.
         self._sized = any(k.lower() == b"content-length" for k, _ in headers)
         await self._conn.send_to_client(
-            h11.Response(status_code=status, headers=headers), hold=self._sized
+            h11.Response(status_code=status, headers=headers, reason=reason_phrase(status)),
+            hold=self._sized,
         )
 
     async def send(self, data: bytes) -> None:
@@ -99,7 +112,9 @@ class H1Exchange:
             raise UpgradeNotPossible("the request did not ask for a protocol upgrade")
         self.watch_scope.cancel()
         self.response_started = True
-        await self._conn.send_to_client(h11.InformationalResponse(status_code=101, headers=headers))
+        await self._conn.send_to_client(
+            h11.InformationalResponse(status_code=101, headers=headers, reason=reason_phrase(101))
+        )
         self.upgraded = True
         return _UpgradedConnection(self._conn)
 
@@ -339,7 +354,11 @@ class H1ServerConnection:
             (b"connection", b"close"),
         ]
         try:
-            await self.send(h11.Response(status_code=reason.code, headers=headers))
+            await self.send(
+                h11.Response(
+                    status_code=reason.code, headers=headers, reason=reason_phrase(reason.code)
+                )
+            )
             await self.send(h11.Data(data=body))
             await self.send(h11.EndOfMessage())
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):

@@ -27,7 +27,7 @@ from l7proxy.identity.login.command import (
 )
 from l7proxy.identity.login.http import LoginError, check_url
 
-EXEC_API_VERSION = "client.authentication.k8s.io/v1"
+EXEC_API_VERSIONS = ("v1", "v1beta1")  # lightkube reads only v1beta1; login answers both
 INSTALL_HINT = "l7proxy login is part of l7proxy (pip install l7proxy); see its README."
 
 
@@ -41,6 +41,7 @@ class KubeconfigEntry:
     login: LoginOptions
     open_browser: bool = True
     tls_server_name: str | None = None  # the name to verify and send as SNI, when not the URL's
+    exec_api_version: str = "v1"
 
 
 def plugin_command() -> list[str]:
@@ -95,7 +96,7 @@ def kubeconfig_document(entries: Sequence[KubeconfigEntry]) -> dict[str, object]
                 "name": entry.context,
                 "user": {
                     "exec": {
-                        "apiVersion": EXEC_API_VERSION,
+                        "apiVersion": f"client.authentication.k8s.io/{entry.exec_api_version}",
                         "command": command[0],
                         "args": [
                             *command[1:],
@@ -208,6 +209,12 @@ def add_kubeconfig_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-browser", dest="open_browser", action="store_false", help="passed to login"
     )
+    parser.add_argument(
+        "--exec-api-version",
+        choices=EXEC_API_VERSIONS,
+        default="v1",
+        help="the exec credential API version (default v1; v1beta1 for lightkube)",
+    )
     parser.add_argument("--context", help="the context's name (default: l7proxy-CONNECTION)")
     parser.add_argument(
         "--output", type=Path, help="write here (mode 0600) instead of to stdout", metavar="FILE"
@@ -245,6 +252,7 @@ def entry_from_args(args: argparse.Namespace) -> KubeconfigEntry:
         ca_pem=read_ca(args.ca_file) if args.ca_file else None,
         login=grant_options(args),
         open_browser=args.open_browser,
+        exec_api_version=args.exec_api_version,
     )
 
 

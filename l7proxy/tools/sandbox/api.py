@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from l7proxy.tools.sandbox import logs, protobuf
-from l7proxy.tools.sandbox.patch import PatchError, json_patch, merge_patch
+from l7proxy.tools.sandbox.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from l7proxy.tools.sandbox.portforward import serve_portforward
 from l7proxy.tools.sandbox.resources import UPGRADE_SUBRESOURCES, ResourceType, lookup
 from l7proxy.tools.sandbox.selectors import Selector
@@ -17,22 +18,28 @@ from l7proxy.tools.sandbox.status import (
     invalid,
     method_not_allowed,
     path_not_found,
+    success,
     unsupported_media_type,
 )
 from l7proxy.tools.sandbox.store import Store
 from l7proxy.tools.sandbox.tables import INCLUDE_OBJECT, table
 from l7proxy.tools.sandbox.watch import DEFAULT_TIMEOUT, TableFormat, WatchRequest, serve_watch
-from l7proxy.tools.sandbox.wire import TABLE, encode, parse_json, query_params, respond, wants_table
+from l7proxy.tools.sandbox.wire import (
+    APPLY,
+    TABLE,
+    encode,
+    parse_apply,
+    parse_json,
+    query_params,
+    respond,
+    wants_table,
+)
 from l7proxy.wire.exchange import Exchange
 from protocols.k8s_protobuf import ProtobufError
 
 Obj = dict[str, Any]
 
 _NAMESPACE_SUBRESOURCES = ("status", "finalize")  # namespaces/<name>/<these> name a namespace
-_MERGE_PATCHES = (
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +145,16 @@ def _merge_view(target: Target, current: Obj, view: Obj) -> Obj:
 
 def _patch(exchange: Exchange, target: Target, current: Obj, body: bytes) -> Obj:
     media_type = _media_type(exchange)
-    document = parse_json(body)
+    if media_type == APPLY:
+        document: Any = _applied(parse_apply(body), query_params(exchange.head.query), None)
+        media_type = "application/strategic-merge-patch+json"
+    else:
+        document = parse_json(body)
     try:
-        if media_type in _MERGE_PATCHES:
+        if media_type == "application/merge-patch+json":
             patched: Obj = merge_patch(current, document)
+        elif media_type == "application/strategic-merge-patch+json":
+            patched = strategic_merge_patch(current, document)
         elif media_type == "application/json-patch+json":
             patched = json_patch(current, document)
         else:
@@ -151,10 +164,35 @@ def _patch(exchange: Exchange, target: Target, current: Obj, body: bytes) -> Obj
     return patched
 
 
+def _applied(obj: Any, params: dict[str, str], now: float | None) -> Obj:
+    """A server-side apply body with its manager recorded in `managedFields` (the sandbox
+    keeps no field ownership: an apply merges like a strategic merge patch)."""
+    if not isinstance(obj, dict):
+        raise bad_request("an apply patch must be an object")
+    manager = params.get("fieldManager", "")
+    if not manager:
+        raise bad_request("PatchOptions.meta.k8s.io: fieldManager: Required value")
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise bad_request("metadata must be an object")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    meta["managedFields"] = [
+        {
+            "manager": manager,
+            "operation": "Apply",
+            "apiVersion": obj.get("apiVersion", ""),
+            "time": stamp,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {},
+        }
+    ]
+    return obj
+
+
 def _object_body(exchange: Exchange, rtype: ResourceType, body: bytes) -> Obj:
     """A create or update body: JSON, or the protobuf kubectl's typed clients send."""
     media_type = _media_type(exchange)
-    if media_type == "application/json":
+    if media_type in ("", "application/json"):  # the official Python client sends none
         obj = parse_json(body)
     elif media_type == protobuf.MEDIA_TYPE:
         try:
@@ -281,9 +319,18 @@ class ResourceApi:
             raise method_not_allowed()
         assert namespace is not None  # parse_target never names an object across namespaces
         if method == "DELETE" and not target.subresource:
-            return 200, store.delete(rtype, namespace, target.name, dry_run=dry_run)
+            removed = store.delete(rtype, namespace, target.name, dry_run=dry_run)
+            return 200, success(rtype, removed)
         if method not in ("PUT", "PATCH"):
             raise method_not_allowed()
+        if (
+            method == "PATCH"
+            and _media_type(exchange) == APPLY
+            and not target.subresource
+            and not store.exists(rtype, namespace, target.name)
+        ):  # server-side apply creates what is not there yet
+            applied = _applied(parse_apply(body), params, self._clock())
+            return 201, store.create(rtype, namespace, applied, dry_run=dry_run)
         current = store.get(rtype, namespace, target.name)
         if method == "PUT":
             view = _object_body(exchange, rtype, body)

@@ -3,8 +3,9 @@
 client-go ≥1.31 typed clients encode built-in objects as protobuf
 (`application/vnd.kubernetes.protobuf`) with no fallback to JSON, so `kubectl create
 namespace|configmap|secret` send protobuf whatever the server answers with. Responses stay
-JSON, which those clients also accept. Only the kinds those generators create are decoded;
-unknown fields are skipped, as protobuf decoders do.
+JSON, which those clients also accept. Only the kinds kubectl's generators create
+(`create namespace|configmap|secret|deployment|service`) are decoded, with the fields those
+generators fill; unknown fields are skipped, as protobuf decoders do.
 
 The envelope is the magic `k8s\\0` and a `runtime.Unknown` message whose `raw` field holds
 the object (k8s.io/apimachinery/pkg/runtime/generated.proto).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Union
 
 from protocols.k8s_protobuf import MAGIC, ProtobufError
@@ -22,7 +24,15 @@ from protocols.k8s_protobuf import fields as _fields
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 
 # A schema maps a field number to (JSON name, field type); a nested schema is a message.
-Schema = Mapping[int, tuple[str, Union[str, "Schema"]]]
+Schema = Mapping[int, tuple[str, Union[str, "Schema", "Repeated"]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Repeated:
+    """A repeated message field: a JSON list of `schema` objects."""
+
+    schema: Schema
+
 
 _TYPE_META: Schema = {1: ("apiVersion", "string"), 2: ("kind", "string")}
 _UNKNOWN: Schema = {1: ("typeMeta", _TYPE_META), 2: ("raw", "raw")}
@@ -34,6 +44,31 @@ _OBJECT_META: Schema = {
     11: ("labels", "map_string"),
     12: ("annotations", "map_string"),
     14: ("finalizers", "repeated_string"),
+}
+_LABEL_SELECTOR: Schema = {1: ("matchLabels", "map_string")}
+_CONTAINER: Schema = {
+    1: ("name", "string"),
+    2: ("image", "string"),
+    3: ("command", "repeated_string"),
+    4: ("args", "repeated_string"),
+    6: (
+        "ports",
+        Repeated({1: ("name", "string"), 3: ("containerPort", "int"), 4: ("protocol", "string")}),
+    ),
+    7: ("env", Repeated({1: ("name", "string"), 2: ("value", "string")})),
+    14: ("imagePullPolicy", "string"),
+}
+_POD_SPEC: Schema = {
+    2: ("containers", Repeated(_CONTAINER)),
+    3: ("restartPolicy", "string"),
+    20: ("initContainers", Repeated(_CONTAINER)),
+}
+_SERVICE_PORT: Schema = {
+    1: ("name", "string"),
+    2: ("protocol", "string"),
+    3: ("port", "int"),
+    4: ("targetPort", "int_or_string"),
+    5: ("nodePort", "int"),
 }
 _KINDS: Mapping[tuple[str, str], Schema] = {
     ("v1", "Namespace"): {
@@ -53,6 +88,31 @@ _KINDS: Mapping[tuple[str, str], Schema] = {
         4: ("stringData", "map_string"),
         5: ("immutable", "bool"),
     },
+    ("apps/v1", "Deployment"): {
+        1: ("metadata", _OBJECT_META),
+        2: (
+            "spec",
+            {
+                1: ("replicas", "int"),
+                2: ("selector", _LABEL_SELECTOR),
+                3: ("template", {1: ("metadata", _OBJECT_META), 2: ("spec", _POD_SPEC)}),
+                4: ("strategy", {1: ("type", "string")}),
+            },
+        ),
+    },
+    ("v1", "Service"): {
+        1: ("metadata", _OBJECT_META),
+        2: (
+            "spec",
+            {
+                1: ("ports", Repeated(_SERVICE_PORT)),
+                2: ("selector", "map_string"),
+                3: ("clusterIP", "string"),
+                4: ("type", "string"),
+                7: ("externalName", "string"),
+            },
+        ),
+    },
 }
 
 
@@ -63,6 +123,18 @@ def _text(value: int | bytes) -> str:
         return value.decode()
     except UnicodeDecodeError as err:
         raise ProtobufError("invalid UTF-8 in a string field") from err
+
+
+def _int(name: str, value: int | bytes) -> int:
+    if isinstance(value, bytes):
+        raise ProtobufError(f"{name}: expected a varint")
+    return value - (1 << 64) if value >= 1 << 63 else value  # int32/int64 are two's complement
+
+
+def _bytes(name: str, value: int | bytes) -> bytes:
+    if not isinstance(value, bytes):
+        raise ProtobufError(f"{name}: expected a message")
+    return value
 
 
 def _entry(value: int | bytes) -> tuple[str, int | bytes]:
@@ -78,12 +150,23 @@ def _message(data: bytes, schema: Schema) -> dict[str, Any]:
         if number not in schema:
             continue
         name, kind = schema[number]
-        if not isinstance(kind, str):
+        if isinstance(kind, Repeated):
+            if not isinstance(value, bytes):
+                raise ProtobufError(f"{name}: expected a message")
+            out.setdefault(name, []).append(_message(value, kind.schema))
+        elif not isinstance(kind, str):
             if not isinstance(value, bytes):
                 raise ProtobufError(f"{name}: expected a message")
             out[name] = _message(value, kind)
         elif kind == "string":
             out[name] = _text(value)
+        elif kind == "int":
+            out[name] = _int(name, value)
+        elif kind == "int_or_string":  # intstr.IntOrString: {1: type, 2: intVal, 3: strVal}
+            parts = _message(
+                _bytes(name, value), {1: ("t", "int"), 2: ("i", "int"), 3: ("s", "string")}
+            )
+            out[name] = parts.get("s", "") if parts.get("t") == 1 else parts.get("i", 0)
         elif kind == "raw":
             out[name] = value
         elif kind == "bool":

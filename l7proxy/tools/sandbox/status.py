@@ -46,6 +46,17 @@ def _details(rtype: ResourceType, name: str) -> Obj:
     return details
 
 
+def success(rtype: ResourceType, gone: Obj) -> Obj:
+    """What kube-apiserver answers a DELETE that removed the object at once."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {**_details(rtype, gone["metadata"]["name"]), "uid": gone["metadata"]["uid"]},
+    }
+
+
 def not_found(rtype: ResourceType, name: str) -> ApiError:
     return ApiError(
         404, "NotFound", f'{_qualified(rtype)} "{name}" not found', _details(rtype, name)

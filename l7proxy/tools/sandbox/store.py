@@ -152,6 +152,9 @@ class Store:
             if (namespace is None or key[0] == namespace) and selector.matches(objects[key])
         ]
 
+    def exists(self, rtype: ResourceType, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._objects[rtype.name]
+
     def get(self, rtype: ResourceType, namespace: str, name: str) -> Obj:
         obj = self._objects[rtype.key].get((namespace, name))
         if obj is None:
@@ -165,7 +168,7 @@ class Store:
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
-        if rtype.namespaced and meta.get("namespace", namespace) != namespace:
+        if rtype.namespaced and (meta.get("namespace") or namespace) != namespace:
             raise bad_request(_NAMESPACE_MISMATCH)
         if not meta.get("name") and meta.get("generateName"):
             suffix = "".join(random.choices(_GENERATED_CHARS, k=5))
@@ -208,7 +211,7 @@ class Store:
         meta = obj.get("metadata")
         if not isinstance(meta, dict) or meta.get("name", name) != name:
             raise bad_request(f"the name of the object does not match the name on the URL ({name})")
-        if rtype.namespaced and meta.get("namespace", namespace) != namespace:
+        if rtype.namespaced and (meta.get("namespace") or namespace) != namespace:
             raise bad_request(_NAMESPACE_MISMATCH)
         if meta.get("resourceVersion") not in (None, "", current["metadata"]["resourceVersion"]):
             raise conflict(rtype, name)

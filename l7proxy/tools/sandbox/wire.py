@@ -6,12 +6,15 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
+import yaml
+
 from l7proxy.tools.sandbox.status import bad_request, not_acceptable, too_large
 from l7proxy.wire.exchange import Exchange
 
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 JSON = b"application/json"
 TABLE = b"application/json;as=Table;v=v1;g=meta.k8s.io"
+APPLY = "application/apply-patch+yaml"  # server-side apply: YAML, which JSON is a subset of
 
 
 async def read_body(exchange: Exchange, limit: int = MAX_BODY) -> bytes:
@@ -31,6 +34,13 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise bad_request(f"the body of the request is not valid JSON: {err}") from err
+
+
+def parse_apply(body: bytes) -> Any:
+    try:
+        return yaml.safe_load(body)
+    except yaml.YAMLError as err:
+        raise bad_request(f"the body of the request is not valid YAML: {err}") from err
 
 
 def encode(obj: Any) -> bytes:

@@ -3,6 +3,7 @@ client authentication, kubeconfig arguments; and the development issuer's token 
 
 from __future__ import annotations
 
+import argparse
 import base64
 import dataclasses
 import hashlib
@@ -28,7 +29,14 @@ from l7proxy.identity.login.command import (
     select,
 )
 from l7proxy.identity.login.http import Answer, Http, LoginError
-from l7proxy.identity.login.kubeconfig import gateway_server, host_server, login_args
+from l7proxy.identity.login.kubeconfig import (
+    add_kubeconfig_arguments,
+    entry_from_args,
+    gateway_server,
+    host_server,
+    kubeconfig_document,
+    login_args,
+)
 from l7proxy.identity.login.oauth import ClientAuth, Provider, jwt_claims
 from l7proxy.tools.devissuer import DevClient, DevIssuer
 
@@ -223,6 +231,22 @@ def test_kubeconfig_login_args_are_absolute_and_hold_no_secret(tmp_path: Path) -
             gateway_server("https://gw", bad)
     with pytest.raises(LoginError, match="https"):
         gateway_server("http://gw.example", "dev")
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], "v1"), (["v1beta1"], "v1beta1")])
+def test_kubeconfig_exec_api_version_is_v1_unless_asked_for_v1beta1(
+    flag: list[str], expected: str
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_kubeconfig_arguments(parser)
+    argv = ["--gateway", "https://gw", "--connection", "dev", "--issuer", "https://idp"]
+    argv += ["--client-id", "cli", *(["--exec-api-version", *flag] if flag else [])]
+    doc = kubeconfig_document([entry_from_args(parser.parse_args(argv))])
+    users = doc["users"]
+    assert isinstance(users, list)
+    assert users[0]["user"]["exec"]["apiVersion"] == f"client.authentication.k8s.io/{expected}"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*argv, "--exec-api-version", "v2"])
 
 
 async def test_dev_issuer_token_endpoint_with_login(tmp_path: Path) -> None:

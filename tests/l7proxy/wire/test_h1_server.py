@@ -56,7 +56,7 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         out = await _serve(raw + b"GET /last HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
     positions = [out.index(f"GET /r{i} 0:".encode()) for i in range(5)]
     assert positions == sorted(positions)
-    assert out.count(b"HTTP/1.1 200") == 6
+    assert out.count(b"HTTP/1.1 200 OK\r\n") == 6
 
 
 async def test_a_chunked_request_body_is_read_whole() -> None:
@@ -85,7 +85,7 @@ async def test_an_oversized_header_block_gets_431() -> None:
     )
     with trio.fail_after(5):
         out = await _serve(raw)
-    assert out.startswith(b"HTTP/1.1 431")
+    assert out.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
 
 
 async def test_garbage_gets_400_and_a_closed_connection() -> None:

@@ -43,7 +43,7 @@ def call(cluster: SandboxCluster) -> Call:
         raw = (
             body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
         )
-        extra = {"content_type": content_type} if raw else {}
+        extra = {"content_type": content_type} if raw and content_type else {}
         if accept is not None:
             extra["accept"] = accept
         exchange = FakeExchange(method, target, auth_headers(token, **extra), raw)

@@ -189,20 +189,50 @@ async def test_json_patch_on_missing_path_is_422_and_changes_nothing(call: Call)
 
 
 async def test_patch_with_unknown_content_type_is_415(call: Call) -> None:
-    response = await call(
-        "PATCH", f"{PODS}/web-1", {"a": 1}, content_type="application/apply-patch+yaml"
-    )
+    response = await call("PATCH", f"{PODS}/web-1", {"a": 1}, content_type="text/plain")
     assert response.status == 415
 
 
-async def test_delete_returns_the_deleted_object_and_it_is_gone(call: Call) -> None:
+async def test_server_side_apply_creates_then_merges_and_records_the_manager(call: Call) -> None:
+    body = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: '1'}\n"
+    target = f"{CONFIGMAPS}/ssa?fieldManager=me"
+    created = await call("PATCH", target, body, content_type="application/apply-patch+yaml")
+    assert (created.status, created.json()["data"]) == (201, {"a": "1"})
+    assert created.json()["metadata"]["managedFields"][0]["manager"] == "me"
+    again = body.replace(b"a: '1'", b"b: '2'")
+    merged = await call("PATCH", target, again, content_type="application/apply-patch+yaml")
+    assert (merged.status, merged.json()["data"]) == (200, {"a": "1", "b": "2"})
+    unnamed = await call(
+        "PATCH", f"{CONFIGMAPS}/ssa", body, content_type="application/apply-patch+yaml"
+    )
+    assert unnamed.status == 400
+
+
+async def test_delete_returns_a_success_status_naming_the_object_and_it_is_gone(
+    call: Call,
+) -> None:
+    uid = (await call("GET", f"{PODS}/web-2")).json()["metadata"]["uid"]
     response = await call("DELETE", f"{PODS}/web-2")
     assert response.status == 200
     gone = response.json()
-    assert (gone["kind"], gone["metadata"]["name"]) == ("Pod", "web-2")
-    assert gone["metadata"]["uid"]  # kubectl delete --wait keys on this uid
+    assert (gone["kind"], gone["status"]) == ("Status", "Success")
+    # kubectl delete --wait keys on details.uid
+    assert gone["details"] == {"name": "web-2", "kind": "pods", "uid": uid}
     assert (await call("GET", f"{PODS}/web-2")).status == 404
     assert (await call("DELETE", f"{PODS}/web-2")).status == 404
+
+
+async def test_create_and_replace_without_content_type_or_namespace_take_json_and_the_url_namespace(
+    call: Call,
+) -> None:
+    created = await call("POST", PODS, pod("bare", app="db"), content_type="")
+    assert (created.status, created.json()["metadata"]["namespace"]) == (201, "default")
+    body = created.json()
+    del body["metadata"]["namespace"]
+    body["metadata"]["labels"]["tier"] = "x"
+    replaced = await call("PUT", f"{PODS}/bare", body, content_type="")
+    assert replaced.status == 200
+    assert replaced.json()["metadata"]["labels"] == {"app": "db", "tier": "x"}
 
 
 async def test_delete_collection_removes_only_selected_objects(call: Call) -> None:

@@ -142,13 +142,13 @@ async def test_protobuf_create_body_from_a_typed_client_is_stored(call: Call) ->
 
 
 async def test_protobuf_body_of_an_undecoded_kind_is_415(call: Call) -> None:
-    type_meta = _field(1, b"apps/v1") + _field(2, b"Deployment")
+    type_meta = _field(1, b"v1") + _field(2, b"Pod")
     body = protobuf.MAGIC + _field(1, type_meta) + _field(2, b"")
     response = await call(
         "POST",
-        "/apis/apps/v1/namespaces/default/deployments",
+        "/api/v1/namespaces/default/pods",
         body,
         content_type="application/vnd.kubernetes.protobuf",
     )
     assert response.status == 415
-    assert "apps/v1 Deployment" in json.loads(response.body)["message"]
+    assert "v1 Pod" in json.loads(response.body)["message"]
