@@ -143,19 +143,27 @@ async def kubectl(
         )
 
 
+async def start_kubectl(
+    nursery: trio.Nursery, kubeconfig: Path, *args: str, http1: bool = False
+) -> trio.Process:
+    """A kubectl that keeps running (watch, port-forward) in `nursery`, its stdout piped."""
+    process: trio.Process = await nursery.start(
+        lambda task_status: trio.run_process(  # noqa: ASYNC105 - awaited by nursery.start
+            kubectl_argv(kubeconfig, *args),
+            env=kubectl_env(kubeconfig, http1=http1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            task_status=task_status,
+        )
+    )
+    return process
+
+
 async def port_forward_round_trip(kc: Path) -> None:
     """`kubectl port-forward pod/web-1` and 100 kB echoed back through it."""
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: trio.run_process(  # noqa: ASYNC105 - awaited by nursery.start
-                kubectl_argv(kc, "port-forward", "pod/web-1", ":8080"),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=kubectl_env(kc),
-                check=False,
-                task_status=task_status,
-            )
-        )
+        process = await start_kubectl(nursery, kc, "port-forward", "pod/web-1", ":8080")
         out = b""
         with trio.fail_after(30):
             while b"Forwarding from 127.0.0.1:" not in out:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,9 +17,8 @@ from tests.e2e.stack import (
     HOST_SUFFIX,
     Stack,
     kubectl,
-    kubectl_argv,
-    kubectl_env,
     port_forward_round_trip,
+    start_kubectl,
     start_stack,
     wait_for_event,
 )
@@ -70,16 +68,7 @@ async def test_watch_by_host_streams_events(stack: Stack) -> None:
     reader = stack.kubeconfig(stack.token("agent-7", READER), name="reader", by_host=True)
     admin = stack.kubeconfig(stack.token("admin-1", ADMIN), name="admin", by_host=True)
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: trio.run_process(  # noqa: ASYNC105 - awaited by nursery.start
-                kubectl_argv(reader, "get", "pods", "-w", "--no-headers"),
-                env=kubectl_env(reader),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                check=False,
-                task_status=task_status,
-            )
-        )
+        process = await start_kubectl(nursery, reader, "get", "pods", "-w", "--no-headers")
         seen = b""
         with trio.fail_after(30):
             while seen.count(b"\n") < 2:

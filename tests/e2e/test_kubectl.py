@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import trio
 
-from tests.e2e.stack import Stack, kubectl, kubectl_argv, kubectl_env, wait_for_event
+from tests.e2e.stack import Stack, kubectl, start_kubectl, wait_for_event
 
 BOTH_HTTP_VERSIONS = pytest.mark.parametrize("http1", [False, True], ids=["h2", "http1.1"])
 READER = ("ai-agents-readonly",)
@@ -83,15 +82,8 @@ async def test_watch_delivers_each_event_before_the_stream_ends(stack: Stack, ht
     reader = stack.kubeconfig(stack.token("agent-7", READER), name="reader")
     admin = stack.kubeconfig(stack.token("admin-1", ADMIN), name="admin")
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: trio.run_process(  # noqa: ASYNC105 - awaited by nursery.start
-                kubectl_argv(reader, "get", "pods", "-w", "--no-headers"),
-                env=kubectl_env(reader, http1=http1),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                check=False,
-                task_status=task_status,
-            )
+        process = await start_kubectl(
+            nursery, reader, "get", "pods", "-w", "--no-headers", http1=http1
         )
         seen = b""
         with trio.fail_after(30):

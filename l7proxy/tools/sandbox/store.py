@@ -153,7 +153,7 @@ class Store:
         ]
 
     def exists(self, rtype: ResourceType, namespace: str, name: str) -> bool:
-        return (namespace, name) in self._objects[rtype.name]
+        return (namespace, name) in self._objects[rtype.key]
 
     def get(self, rtype: ResourceType, namespace: str, name: str) -> Obj:
         obj = self._objects[rtype.key].get((namespace, name))
