@@ -527,16 +527,8 @@ class Gateway:
     async def _answer_local(
         self, exchange: Exchange, endpoint: LocalEndpoint | Misdirected, event: AuditEvent
     ) -> None:
-        if isinstance(endpoint, Misdirected) or endpoint is LocalEndpoint.NOT_FOUND:
-            refusal = (
-                GatewayRefusal(Fault.MISDIRECTED, endpoint.message)
-                if isinstance(endpoint, Misdirected)
-                else GatewayRefusal(
-                    Fault.NOT_FOUND,
-                    f'the path "{exchange.head.path}" is not served here; '
-                    "clusters are under /k8s/<connection>/",
-                )
-            )
+        refusal = _unserved(exchange, endpoint)
+        if refusal is not None:
             started = time.monotonic()
             try:
                 await self._refuse_quietly(exchange, refusal, event)
@@ -631,6 +623,19 @@ def bearer_token(value: bytes | None) -> str | None:
 def _subject(identity: Identity) -> str:
     groups = ", ".join(f'"{g}"' for g in identity.groups) or "none"
     return f'User "{identity.username}" (groups {groups})'
+
+
+def _unserved(exchange: Exchange, endpoint: LocalEndpoint | Misdirected) -> GatewayRefusal | None:
+    """The refusal for a request that routes to no cluster and no endpoint of the gateway's."""
+    if isinstance(endpoint, Misdirected):
+        return GatewayRefusal(Fault.MISDIRECTED, endpoint.message)
+    if endpoint is LocalEndpoint.NOT_FOUND:
+        return GatewayRefusal(
+            Fault.NOT_FOUND,
+            f'the path "{exchange.head.path}" is not served here; '
+            "clusters are under /k8s/<connection>/",
+        )
+    return None
 
 
 def forbidden_message(identity: Identity, a: Attributes, target: Route, decision: Decision) -> str:

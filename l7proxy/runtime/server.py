@@ -65,14 +65,14 @@ async def run_until_signalled(config: Config, *, reuse_port: bool = False) -> No
                 break
 
 
+_KEY_FETCH_RETRY = 2.0  # seconds between attempts while a provider's keys are missing
+
+
 async def _fetch_keys_until_ready(authenticator: Authenticator) -> None:
     """Fetch every provider's signing keys at start, retrying, so `/readyz` can turn 200."""
     while not authenticator.keys_fetched:
         await trio.sleep(_KEY_FETCH_RETRY)
         await authenticator.fetch_keys()
-
-
-_KEY_FETCH_RETRY = 2.0
 
 
 async def run_gateway(

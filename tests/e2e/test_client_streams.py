@@ -59,9 +59,10 @@ async def test_official_client_stream_exec_returns_the_scripts_output(stack: Sta
             assert await trio.to_thread.run_sync(run) == "2\nok\n"
     finally:
         api.api_client.close()
-        # The official client's WebSocket helper leaves one TLS socket of its own open
-        # (not the gateway's): close what it left, so its ResourceWarning is not pinned on
-        # whichever later test runs when the collector does.
+        # The official client's WebSocket helper leaves one TLS socket to the gateway open
+        # (a client-side socket, not the gateway's): close it, so its ResourceWarning is not
+        # pinned on whichever later test runs when the collector does.
+        gateway = ("127.0.0.1", int(stack.gateway_url.rsplit(":", 1)[1]))
         for leaked in [o for o in gc.get_objects() if isinstance(o, ssl.SSLSocket)]:
-            if leaked.fileno() != -1:
+            if leaked.fileno() != -1 and leaked.getpeername() == gateway:
                 leaked.close()
