@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?=
 
-.PHONY: install run test lint unit e2e bench clean
+.PHONY: install run test lint unit e2e bench clean postgresql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,14 +34,20 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: install
+unit: install postgresql
 	$(BIN)/pytest -q -m "not e2e"
 
 e2e: install $(OIDC_PROVIDER)
 	$(BIN)/pytest -q -m e2e
 
-test: lint $(OIDC_PROVIDER)
+test: lint $(OIDC_PROVIDER) postgresql
 	$(BIN)/pytest -q
+
+# The state store's tests run a real PostgreSQL server: Debian's package, when missing.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
 # The benchmark's system tools, from Debian's packages (apt-get only when one is missing).
 BENCH_TOOLS := nginx h2load wrk curl

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from policy.access import Grant, Subjects
 from policy.model import Policy
 
 
@@ -124,6 +125,15 @@ class Audit:
 
 
 @dataclass(frozen=True, slots=True)
+class StateStore:
+    """Where access requests and locks live (`state:`): PostgreSQL when `postgres` is set
+    (several replicas), else the SQLite file `sqlite` (one host)."""
+
+    sqlite: Path = Path("l7proxy-state.db")  # relative to the configuration file's folder
+    postgres: str | None = None  # a libpq URL, e.g. postgresql://l7proxy@db.internal/l7proxy
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     listen: Listen
@@ -134,6 +144,9 @@ class Config:
     audit: Audit = field(default_factory=Audit)
     limits: Limits = field(default_factory=Limits)
     routing: Routing = field(default_factory=Routing)
+    state: StateStore = field(default_factory=StateStore)
+    admins: Subjects = field(default_factory=Subjects)  # may place and lift locks
+    access_requests: tuple[Grant, ...] = ()
 
     def connection(self, name: str) -> Connection | None:
         for conn in self.connections:

@@ -35,6 +35,9 @@ class Fault(enum.Enum):
     HEAD_TOO_LARGE = enum.auto()
     URL_TOO_LONG = enum.auto()
     SLOW_CLIENT = enum.auto()
+    METHOD_NOT_ALLOWED = enum.auto()  # a gateway endpoint asked with the wrong method
+    CONFLICT = enum.auto()  # an access request not in a state that allows the action
+    STATE_UNAVAILABLE = enum.auto()  # the state store cannot be reached
 
 
 class GatewayRefusal(Exception):
@@ -64,7 +67,11 @@ def status_for(fault: Fault) -> StatusAnswer:
             return StatusAnswer(StatusReason.NotFound, Outcome.DENY)
         case Fault.MISDIRECTED:
             return StatusAnswer(StatusReason.MisdirectedRequest, Outcome.DENY)
-        case Fault.IDP_UNAVAILABLE | Fault.UPSTREAM_CREDENTIAL:
+        case Fault.METHOD_NOT_ALLOWED:
+            return StatusAnswer(StatusReason.MethodNotAllowed, Outcome.DENY)
+        case Fault.CONFLICT:
+            return StatusAnswer(StatusReason.Conflict, Outcome.DENY)
+        case Fault.IDP_UNAVAILABLE | Fault.UPSTREAM_CREDENTIAL | Fault.STATE_UNAVAILABLE:
             return StatusAnswer(StatusReason.ServiceUnavailable, Outcome.ERROR)
         case Fault.UPSTREAM_UNREACHABLE | Fault.UPSTREAM_PROTOCOL:
             return StatusAnswer(StatusReason.BadGateway, Outcome.ERROR)

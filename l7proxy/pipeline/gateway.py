@@ -33,6 +33,8 @@ from l7proxy.pipeline.reviews import answer as answer_review
 from l7proxy.pipeline.routing import LocalEndpoint, Misdirected, Route, route
 from l7proxy.pipeline.session import Session, channel_protocol
 from l7proxy.pipeline.splice import SessionEnd, splice
+from l7proxy.pipeline.state_api import StateApi
+from l7proxy.state.view import StateView
 from l7proxy.telemetry.audit import AuditEvent, AuditLog
 from l7proxy.telemetry.metrics import Metrics
 from l7proxy.upstream.credential import Connector, UpstreamCredentialError
@@ -82,6 +84,8 @@ class Gateway:
         limits: Limits,
         recordings_dir: Path | None = None,
         routing: Routing | None = None,
+        state_api: StateApi | None = None,
+        state_view: StateView | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.policies = policies
@@ -91,6 +95,8 @@ class Gateway:
         self.limits = limits
         self.recordings_dir = recordings_dir
         self.routing = routing or Routing()
+        self.state_api = state_api  # None: no state store, /l7proxy/v1/ is not served
+        self.state_view = state_view  # the grants and locks in force, for enforcement
         self.ready = False  # set once the listeners are bound
         self.draining = False
 
@@ -117,6 +123,9 @@ class Gateway:
             host=(head.header(b"host") or b"").decode("latin-1"),
             host_suffix=self.routing.host_suffix,
         )
+        if target is LocalEndpoint.STATE_API and self.state_api is not None:
+            await self._answer_state_api(exchange, self.state_api, event)
+            return
         if not isinstance(target, Route):
             await self._answer_local(exchange, target, event)
             return
@@ -266,18 +275,22 @@ class Gateway:
         event.reason = f"{review.value} answered by the gateway" + (
             f": {decision.reason}" if decision is not None else ""
         )
-        body = json.dumps(response).encode()
-        event.status, event.bytes_out = 201, len(body)
-        await exchange.start_response(
-            201,
-            [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"audit-id", event.audit_id.encode()),
-            ],
-        )
-        await exchange.send(body)
-        await exchange.finish()
+        await _send_json(exchange, 201, response, event)
+
+    async def _answer_state_api(self, exchange: Exchange, api: StateApi, event: AuditEvent) -> None:
+        """`/l7proxy/v1/`: access requests and locks, for the authenticated caller."""
+        started = time.monotonic()
+        try:
+            auth = await self._authenticate(exchange, event)
+            status, document = await api.answer(exchange, auth.identity, event)
+            event.decision = "allow"
+            await _send_json(exchange, status, document, event)
+        except GatewayRefusal as refusal:
+            await self._refuse_quietly(exchange, refusal, event)
+        except ClientDisconnected:
+            event.ended_by = "client"
+        finally:
+            self._record(event, started)
 
     async def _forward(
         self,
@@ -629,7 +642,7 @@ def _unserved(exchange: Exchange, endpoint: LocalEndpoint | Misdirected) -> Gate
     """The refusal for a request that routes to no cluster and no endpoint of the gateway's."""
     if isinstance(endpoint, Misdirected):
         return GatewayRefusal(Fault.MISDIRECTED, endpoint.message)
-    if endpoint is LocalEndpoint.NOT_FOUND:
+    if endpoint in (LocalEndpoint.NOT_FOUND, LocalEndpoint.STATE_API):  # no state store
         return GatewayRefusal(
             Fault.NOT_FOUND,
             f'the path "{exchange.head.path}" is not served here; '
@@ -689,6 +702,21 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
         if key.lower() == name:
             return value.decode("latin-1")
     return ""
+
+
+async def _send_json(exchange: Exchange, status: int, document: object, event: AuditEvent) -> None:
+    body = json.dumps(document).encode()
+    event.status, event.bytes_out = status, len(body)
+    await exchange.start_response(
+        status,
+        [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"audit-id", event.audit_id.encode()),
+        ],
+    )
+    await exchange.send(body)
+    await exchange.finish()
 
 
 def _wall_to_trio(wall: float) -> float:

@@ -21,6 +21,7 @@ class LocalEndpoint(enum.Enum):
     HEALTHZ = "/healthz"
     READYZ = "/readyz"
     METRICS = "/metrics"
+    STATE_API = "/l7proxy/v1/"  # a prefix: access requests and locks
     NOT_FOUND = ""
 
 
@@ -42,6 +43,7 @@ class Misdirected:
 
 
 _LOCAL = {e.value: e for e in LocalEndpoint if e is not LocalEndpoint.NOT_FOUND}
+_LOCAL_PREFIXES = (LocalEndpoint.STATE_API,)
 
 
 def route(
@@ -57,6 +59,9 @@ def route(
         connection, slash, rest = path[len(PREFIX) :].partition("/")
         if connection:
             return Route(connection, slash + rest if slash else "/")
+    for endpoint in _LOCAL_PREFIXES:
+        if path.startswith(endpoint.value):
+            return endpoint
     return _LOCAL.get(path, LocalEndpoint.NOT_FOUND)
 
 

@@ -14,6 +14,8 @@ import trio
 from l7proxy.config.settings import Config
 from l7proxy.identity.oidc.authenticator import Authenticator
 from l7proxy.pipeline.gateway import Gateway
+from l7proxy.pipeline.state_api import StateApi
+from l7proxy.state import StateView, Store, open_store
 from l7proxy.telemetry.audit import AuditLog
 from l7proxy.telemetry.metrics import Metrics
 from l7proxy.upstream.connectors import build_connector
@@ -84,12 +86,15 @@ async def run_gateway(
     """Run until cancelled; reports the bound addresses once ready."""
     log = structlog.get_logger("l7proxy")
     audit = AuditLog(config.audit.sink)
+    store = open_store(config.state, config.source.parent)
     try:
+        await store.migrate()
         async with trio.open_nursery() as nursery:
             connectors: dict[str, Connector] = {
                 conn.name: build_connector(conn, config.limits, nursery)
                 for conn in config.connections
             }
+            state_api, state_view = await _start_state(nursery, store, config, audit)
             gateway = Gateway(
                 authenticator=Authenticator(config.providers),
                 policies=PolicySet(config.policies),
@@ -99,6 +104,8 @@ async def run_gateway(
                 limits=config.limits,
                 recordings_dir=config.audit.recordings_dir,
                 routing=config.routing,
+                state_api=state_api,
+                state_view=state_view,
             )
             tls = config.listen.tls
             context = server_ssl_context(str(tls.cert_file), str(tls.key_file)) if tls else None
@@ -125,4 +132,18 @@ async def run_gateway(
             )
             task_status.started(bound)
     finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
         audit.close()
+
+
+async def _start_state(
+    nursery: trio.Nursery, store: Store, config: Config, audit: AuditLog
+) -> tuple[StateApi, StateView]:
+    """The state store's API and this worker's view of it, with their background tasks:
+    the view's poll (started once it has tried the store) and the expiry sweep."""
+    api = StateApi(store, grants=config.access_requests, admins=config.admins, audit=audit)
+    view = StateView(store)
+    await nursery.start(view.run)
+    nursery.start_soon(api.expire_until_cancelled)
+    return api, view

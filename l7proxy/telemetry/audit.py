@@ -145,6 +145,10 @@ class AuditLog:
         }
         self._emit(fields)
 
+    def write_record(self, kind: str, details: Mapping[str, object]) -> None:
+        """An event of its own `type` (`access_request.created`, `lock.deleted`, …)."""
+        self._emit({"type": kind, "ts": self._clock.now(), **details})
+
     def _emit(self, fields: dict[str, object]) -> None:
         line = cast(str, self._render(None, "info", fields))  # json.dumps: a str
         self._file.write(line + "\n")
