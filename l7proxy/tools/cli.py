@@ -1,4 +1,4 @@
-"""`l7proxy` command line: serve, check-config, --version."""
+"""`l7proxy` command line: serve, check-config, request, lock, --version."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from l7proxy.identity.login import (
     run_kubeconfig,
     run_login,
 )
+from l7proxy.tools.access import add_lock_arguments, add_request_arguments, run_lock, run_request
 from l7proxy.tools.demo import add_demo_arguments, run_demo
 
 if TYPE_CHECKING:
@@ -83,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
         "kubeconfig", help="write a kubeconfig for a gateway connection that uses `login`"
     )
     add_kubeconfig_arguments(kubeconfig)
+    add_request_arguments(
+        commands.add_parser("request", help="ask for, review and revoke access requests")
+    )
+    add_lock_arguments(commands.add_parser("lock", help="place, list and lift locks (admins)"))
     demo = commands.add_parser(
         "demo", help="start a sandbox cluster, an issuer and the gateway on loopback"
     )
@@ -107,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_kubeconfig(args)
         case "demo":
             return run_demo(args)
+        case "request":
+            return run_request(args)
+        case "lock":
+            return run_lock(args)
         case _:
             sys.stderr.write(EXAMPLE_HINT)
             return 2

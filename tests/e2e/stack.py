@@ -17,7 +17,7 @@ import trustme
 import yaml
 
 from l7proxy.config.loader import load_config
-from l7proxy.config.settings import Limits
+from l7proxy.config.settings import Config, Limits
 from l7proxy.runtime.server import run_gateway
 from l7proxy.tools.demo import demo_policies
 from l7proxy.tools.devissuer import DevIssuer
@@ -205,11 +205,13 @@ async def start_stack(
     cluster_version: tuple[int, int] = (1, 32),
     provider: Mapping[str, object] | None = None,
     host_routing: bool = False,
+    configure: Callable[[Config], Config] | None = None,
 ) -> Stack:
     """The sandbox cluster (or `upstream` in its place), the issuer and the gateway.
 
     `provider` overrides fields of the gateway's identity provider entry, e.g. `issuer` and
-    `audiences` to trust another OpenID provider than the development issuer."""
+    `audiences` to trust another OpenID provider than the development issuer; `configure`
+    changes the loaded configuration (for settings the loader does not read yet)."""
     leaf = ca.issue_cert("127.0.0.1", "localhost", "*" + HOST_SUFFIX)
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
@@ -285,7 +287,8 @@ async def start_stack(
     }
     config_path = tmp / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    bound = await nursery.start(partial(run_gateway, load_config(config_path)))
+    loaded = load_config(config_path)
+    bound = await nursery.start(partial(run_gateway, configure(loaded) if configure else loaded))
     return Stack(
         tmp=tmp,
         ca=ca,
