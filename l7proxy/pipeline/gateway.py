@@ -284,6 +284,7 @@ class Gateway:
             auth = await self._authenticate(exchange, event)
             status, document = await api.answer(exchange, auth.identity, event)
             event.decision = "allow"
+            await _drain(exchange)  # a body sent where none is read (GET, DELETE)
             await _send_json(exchange, status, document, event)
         except GatewayRefusal as refusal:
             await self._refuse_quietly(exchange, refusal, event)

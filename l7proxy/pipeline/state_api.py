@@ -281,17 +281,26 @@ class StateApi:
         self.audit.write_record(kind, {**_actor(call), **lock_document(lock)})
 
     async def expire_until_cancelled(self) -> None:
-        """Mark lapsed requests expired, each audited once across every gateway."""
         while True:
             try:
-                for request in await self.store.expire_requests(self.clock()):
-                    self.audit.write_record(
-                        "access_request.expired",
-                        {"id": request.id, "grant": request.grant, "requester": request.requester},
-                    )
+                await self.expire_due()
             except StoreError as exc:
                 log.warning("expiring access requests failed", error=str(exc))
             await trio.sleep(EXPIRY_INTERVAL)
+
+    async def expire_due(self) -> None:
+        """Mark lapsed requests expired, each audited once across every gateway."""
+        for request in await self.store.expire_requests(self.clock()):
+            self.audit.write_record(
+                "access_request.expired",
+                {
+                    "id": request.id,
+                    "grant": request.grant,
+                    "requester": request.requester,
+                    "state": request.state.value,
+                    "expires": rfc3339(request.expires),
+                },
+            )
 
 
 @dataclass(frozen=True, slots=True)

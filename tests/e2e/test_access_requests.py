@@ -4,6 +4,7 @@ against a running gateway (its SQLite store), with the development issuer's toke
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -14,10 +15,11 @@ import pytest
 import trio
 import trustme
 
-from l7proxy.config.settings import Config
+from l7proxy.config.settings import Config, StateStore
 from policy.access import Grant, Subjects
 from tests.e2e.stack import Stack, event_for, start_stack, wait_for_event
 from tests.e2e.test_http import curl
+from tests.postgres import Postgres
 
 L7PROXY = [sys.executable, "-m", "l7proxy"]
 GRANT = Grant(
@@ -30,9 +32,12 @@ GRANT = Grant(
 )
 
 
-def with_access_requests(config: Config) -> Config:
+def with_access_requests(config: Config, state: StateStore | None = None) -> Config:
     return dataclasses.replace(
-        config, admins=Subjects(groups=("platform-admins",)), access_requests=(GRANT,)
+        config,
+        admins=Subjects(groups=("platform-admins",)),
+        access_requests=(GRANT,),
+        state=state or config.state,
     )
 
 
@@ -274,3 +279,23 @@ async def test_api_refusals_are_statuses_and_every_call_is_audited(stack: Stack)
     status, headers, _ = await curl(stack, "/l7proxy/v1/locks", "-H", bearer)
     event = await event_for(stack, headers["audit-id"])
     assert (status, event["status"], event["decision"]) == (200, 200, "allow")
+
+
+async def test_a_gateway_on_postgresql_keeps_requests_across_a_restart(
+    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path, postgres: Postgres
+) -> None:
+    """The same calls with `state: {postgres: URL}`; a second gateway on the same database
+    (as after a restart, or another replica) sees what the first stored."""
+    state = StateStore(postgres=postgres.create_database())
+    configure = functools.partial(with_access_requests, state=state)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = await start_stack(nursery, ca, tmp_path / "one", configure=configure)
+    second = await start_stack(nursery, ca, tmp_path / "two", configure=configure)
+    created = await Caller(first, "agent-7", "ai-agents-readonly").ok(
+        "request", "create", "--grant", "prod-write", "--reason", "x", "--duration", "1h"
+    )
+    lead = Caller(second, "lead-1", "sre-leads")
+    approved = await lead.ok("request", "approve", str(created["id"]), "--reason", "ok")
+    assert approved["state"] == "approved"
+    assert not (tmp_path / "one" / "l7proxy-state.db").exists()  # nothing went to SQLite

@@ -21,8 +21,13 @@ def test_gateway_endpoints_are_local() -> None:
     assert route("/metrics") is LocalEndpoint.METRICS
 
 
+def test_the_state_api_is_local_under_its_prefix() -> None:
+    for path in ("/l7proxy/v1/", "/l7proxy/v1/locks", "/l7proxy/v1/access-requests/r1/approve"):
+        assert route(path) is LocalEndpoint.STATE_API
+
+
 def test_anything_else_is_not_found() -> None:
-    for path in ("/", "/api/v1/pods", "/k8s/", "/k8s", "/healthz/x"):
+    for path in ("/", "/api/v1/pods", "/k8s/", "/k8s", "/healthz/x", "/l7proxy/v1", "/l7proxy/"):
         assert route(path) is LocalEndpoint.NOT_FOUND
 
 

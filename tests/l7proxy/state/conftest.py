@@ -3,7 +3,7 @@ real server (one per test session, a fresh database per test)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -11,15 +11,8 @@ import pytest
 from l7proxy.state.postgres import postgres_store
 from l7proxy.state.sqlite import sqlite_store
 from l7proxy.state.store import SqlStore
-from tests.postgres import Postgres, running_postgres
 
 StoreFactory = Callable[[], SqlStore]
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    with running_postgres() as server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
