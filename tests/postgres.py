@@ -58,33 +58,18 @@ def running_postgres() -> Iterator[Postgres]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
-    run = subprocess.run
+
+    def pg(tool: str, *args: str, check: bool = True) -> None:
+        argv = _as_server_user([str(bindir / tool), "-D", str(data), *args])
+        subprocess.run(argv, check=check, capture_output=True)
+
     try:
-        run(
-            _as_server_user(
-                [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        pg("initdb", "-U", "postgres", "-A", "trust")
         options = f"-c listen_addresses='' -k {sockets} -c fsync=off"
-        log = str(root / "server.log")
-        run(
-            _as_server_user(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start"]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        pg("pg_ctl", "-o", options, "-l", str(root / "server.log"), "-w", "start")
         try:
             yield Postgres(sockets)
         finally:
-            run(
-                _as_server_user(
-                    [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
-                ),
-                check=False,
-                capture_output=True,
-            )
+            pg("pg_ctl", "-m", "fast", "-w", "stop", check=False)
     finally:
         shutil.rmtree(root, ignore_errors=True)
