@@ -92,14 +92,15 @@ class StateApi:
             raise GatewayRefusal(
                 Fault.METHOD_NOT_ALLOWED, f'{head.method} is not allowed on "{head.path}"'
             )
-        event.reason = f"l7proxy API: {head.method} {head.path}"
         body = await _read_json(exchange) if head.method == "POST" else {}
         try:
-            return await handler(_Call(who, body, head.query, event))
+            answer = await handler(_Call(who, body, head.query, event))
         except AccessRefused as exc:
             raise GatewayRefusal(_FAULTS[exc.kind], exc.message) from exc
         except StoreError as exc:
-            raise GatewayRefusal(Fault.STATE_UNAVAILABLE, f"the state store: {exc}") from exc
+            raise GatewayRefusal(Fault.STATE_UNAVAILABLE, str(exc)) from exc
+        event.reason = f"l7proxy API: {head.method} {head.path} answered by the gateway"
+        return answer
 
     def _handler(
         self, method: str, parts: list[str]

@@ -137,6 +137,16 @@ async def run_gateway(
         audit.close()
 
 
+async def migrate_state(config: Config) -> None:
+    """Create or upgrade the state store's schema before any worker starts, so a store that
+    cannot be reached is one clear error (each worker's `run_gateway` checks again)."""
+    store = open_store(config.state, config.source.parent)
+    try:
+        await store.migrate()
+    finally:
+        await store.aclose()
+
+
 async def _start_state(
     nursery: trio.Nursery, store: Store, config: Config, audit: AuditLog
 ) -> tuple[StateApi, StateView]:

@@ -242,9 +242,11 @@ def _serve(path: Path, *, is_worker: bool) -> int:
     from l7proxy.config.loader import ConfigError, load_config
     from l7proxy.runtime.server import (
         configure_logging,
+        migrate_state,
         run_until_signalled,
         tune_garbage_collector,
     )
+    from l7proxy.state import StoreError
 
     try:
         config = load_config(path)
@@ -255,6 +257,11 @@ def _serve(path: Path, *, is_worker: bool) -> int:
     workers = 1 if is_worker else config.workers
     if workers > 1 and config.listen.port == 0:
         print("error: several workers need a fixed listen port, not 0", file=sys.stderr)
+        return 1
+    try:
+        trio.run(migrate_state, config)
+    except StoreError as exc:
+        print(f"error: state store: {exc}", file=sys.stderr)
         return 1
     children = [
         subprocess.Popen(

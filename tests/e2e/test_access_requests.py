@@ -276,6 +276,7 @@ async def test_api_refusals_are_statuses_and_every_call_is_audited(stack: Stack)
         assert (status, json.loads(body)["code"]) == (code, code), body
         event = await event_for(stack, headers["audit-id"])
         assert (event["user"], event["decision"]) == ("root", "deny")
+        assert event["reason"] == json.loads(body)["message"]
     status, headers, _ = await curl(stack, "/l7proxy/v1/locks", "-H", bearer)
     event = await event_for(stack, headers["audit-id"])
     assert (status, event["status"], event["decision"]) == (200, 200, "allow")
@@ -299,3 +300,23 @@ async def test_a_gateway_on_postgresql_keeps_requests_across_a_restart(
     approved = await lead.ok("request", "approve", str(created["id"]), "--reason", "ok")
     assert approved["state"] == "approved"
     assert not (tmp_path / "one" / "l7proxy-state.db").exists()  # nothing went to SQLite
+
+
+async def test_serve_with_a_state_store_it_cannot_open_says_so_and_exits_1(stack: Stack) -> None:
+    (stack.tmp / "blocked").mkdir()
+    (stack.tmp / "blocked" / "l7proxy-state.db").mkdir()  # a folder where the file would be
+    config = stack.tmp / "blocked" / "gateway.yaml"
+    config.write_text((stack.tmp / "gateway.yaml").read_text())
+    for name in ("gateway.pem", "gateway-key.pem", "ca.pem", "cluster-token"):
+        (stack.tmp / "blocked" / name).write_bytes((stack.tmp / name).read_bytes())
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [*L7PROXY, "serve", "--config", str(config)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 1
+    message = result.stderr.decode()
+    assert "error: state store: cannot open the state store" in message
+    assert "Traceback" not in message
