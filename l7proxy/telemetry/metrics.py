@@ -30,6 +30,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.reload_successful = Gauge(
+            "l7proxy_config_last_reload_successful",
+            "Whether the last configuration reload (or the start) succeeded: 1 or 0.",
+            registry=self.registry,
+        )
+        self.reload_timestamp = Gauge(
+            "l7proxy_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully, in Unix seconds.",
+            registry=self.registry,
+        )
+
+    def reloaded(self, *, successful: bool) -> None:
+        self.reload_successful.set(1 if successful else 0)
+        if successful:
+            self.reload_timestamp.set_to_current_time()
+
     def observe(self, event: AuditEvent) -> None:
         self.requests.labels(event.connection, event.decision, str(event.status)).inc()
         self.duration.labels(event.connection, event.decision).observe(event.duration_ms / 1000)

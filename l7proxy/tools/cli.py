@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -231,36 +229,37 @@ def _serve(path: Path, *, is_worker: bool) -> int:
     import trio
 
     from l7proxy.config.loader import ConfigError, load_config
-    from l7proxy.runtime.server import (
-        configure_logging,
-        run_until_signalled,
-        tune_garbage_collector,
-    )
+    from l7proxy.runtime.workers import Workers
 
     try:
         config = load_config(path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    configure_logging()
     workers = 1 if is_worker else config.workers
     if workers > 1 and config.listen.port == 0:
         print("error: several workers need a fixed listen port, not 0", file=sys.stderr)
         return 1
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "l7proxy", "serve", "--config", str(path), "--worker"]
-        )
-        for _ in range(workers - 1)
-    ]
+    children = Workers(path, workers)  # before prometheus-client is imported, see there
+    from l7proxy.runtime.server import (
+        configure_logging,
+        run_until_signalled,
+        tune_garbage_collector,
+    )
+
+    configure_logging()
     tune_garbage_collector()
     try:
-        trio.run(partial(run_until_signalled, config, reuse_port=workers > 1 or is_worker))
+        trio.run(
+            partial(
+                run_until_signalled,
+                config,
+                reuse_port=workers > 1 or is_worker,
+                forward=children.forward,
+            )
+        )
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            child.wait()
+        children.stop()
     return 0
 
 

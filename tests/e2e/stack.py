@@ -205,11 +205,13 @@ async def start_stack(
     cluster_version: tuple[int, int] = (1, 32),
     provider: Mapping[str, object] | None = None,
     host_routing: bool = False,
+    in_process: bool = True,
 ) -> Stack:
     """The sandbox cluster (or `upstream` in its place), the issuer and the gateway.
 
     `provider` overrides fields of the gateway's identity provider entry, e.g. `issuer` and
-    `audiences` to trust another OpenID provider than the development issuer."""
+    `audiences` to trust another OpenID provider than the development issuer. Without
+    `in_process`, the gateway is not started: its configuration is in `gateway.yaml`."""
     leaf = ca.issue_cert("127.0.0.1", "localhost", "*" + HOST_SUFFIX)
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
@@ -285,12 +287,15 @@ async def start_stack(
     }
     config_path = tmp / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    bound = await nursery.start(partial(run_gateway, load_config(config_path)))
+    gateway_url = ""
+    if in_process:
+        bound = await nursery.start(partial(run_gateway, load_config(config_path)))
+        gateway_url = f"https://127.0.0.1:{bound[0][1]}"
     return Stack(
         tmp=tmp,
         ca=ca,
         issuer=issuer,
         cluster=cluster,
-        gateway_url=f"https://127.0.0.1:{bound[0][1]}",
+        gateway_url=gateway_url,
         audit_path=tmp / "audit.jsonl",
     )
