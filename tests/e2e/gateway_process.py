@@ -46,8 +46,17 @@ class GatewayProcess:
             *lines, buffered = buffered.split(b"\n")
             self.log += [json.loads(line) for line in lines if line.startswith(b"{")]
             self._logged.set()
+        await self.process.stderr.aclose()
         self.ended = True
         self._logged.set()
+
+
+async def close_process(process: trio.Process) -> None:
+    """Its pipes closed (a pipe left open is a ResourceWarning later), then its exit."""
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            await pipe.aclose()
+    await process.wait()
 
 
 @asynccontextmanager
@@ -72,4 +81,4 @@ async def gateway_process(nursery: trio.Nursery, stack: Stack) -> AsyncIterator[
         if process.returncode is None:
             process.kill()
         with trio.CancelScope(shield=True):
-            await process.wait()
+            await process.wait()  # its log reader closes the pipe at its end

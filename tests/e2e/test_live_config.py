@@ -11,7 +11,9 @@ import trustme
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.gateway_process import GatewayProcess, gateway_process
+from l7proxy.wire.exchange import Exchange
+from l7proxy.wire.listener import Handle
+from tests.e2e.gateway_process import GatewayProcess, close_process, gateway_process
 from tests.e2e.stack import Stack, kubectl, kubectl_argv, kubectl_env, start_kubectl, start_stack
 from tests.e2e.test_http import curl
 
@@ -158,7 +160,72 @@ async def test_sighup_tightens_policies_for_new_requests_while_earlier_streams_g
             assert b"Forbidden" in (await kubectl(agent, "get", "configmaps")).stderr
             assert (await kubectl(agent, "get", "pods")).returncode == 0
         assert await echoes(shell, b"after broken reloads\n")
-        assert shell.stdin is not None
-        await shell.stdin.aclose()
-        await shell.wait()
+        await close_process(shell)  # its stdin closed, cat ends
         watch.kill()
+
+
+class HeldResponses:
+    """The sandbox cluster, except that `GET …/configmaps/held` waits for `release`: a
+    request still in flight when the gateway is told to stop."""
+
+    def __init__(self) -> None:
+        self.cluster: Handle | None = None
+        self.arrived = trio.Event()
+        self.release = trio.Event()
+
+    async def handle(self, exchange: Exchange) -> None:
+        if exchange.head.method == "GET" and exchange.head.path.endswith("/configmaps/held"):
+            self.arrived.set()
+            await self.release.wait()
+        assert self.cluster is not None
+        await self.cluster(exchange)
+
+
+async def test_sigterm_answers_the_request_in_flight_ends_streams_after_the_grace_and_exits_0(
+    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path
+) -> None:
+    held = HeldResponses()
+    stack = await start_stack(
+        nursery, ca, tmp_path, upstream=held.handle, limits={"shutdown_grace": 3}, in_process=False
+    )
+    held.cluster = stack.cluster.handle
+    async with gateway_process(nursery, stack) as gateway:
+        agent = stack.kubeconfig(stack.token("agent-7", READER), name="agent")
+        admin = stack.kubeconfig(stack.token("admin-1", ADMIN), name="admin")
+        assert (await kubectl(admin, "create", "configmap", "held")).returncode == 0
+        watch = await start_kubectl(nursery, agent, "get", "configmaps", "-w")
+        shell = await start_exec(admin)
+        assert await echoes(shell, b"before draining\n")
+        slow: list[subprocess.CompletedProcess[bytes]] = []
+        answered = trio.Event()
+
+        async def get_held() -> None:
+            slow.append(await kubectl(agent, "get", "configmap", "held", "-o", "name"))
+            answered.set()
+
+        nursery.start_soon(get_held)
+        await held.arrived.wait()
+        await wait_in_flight(stack, 3)
+
+        gateway.signal(signal.SIGTERM)
+        await gateway.wait_for_log("draining")
+        assert await echoes(shell, b"while draining\n")  # streams go on within the grace
+        held.release.set()
+        with trio.fail_after(120):
+            code = await gateway.process.wait()
+            await answered.wait()
+        assert code == 0
+        assert (slow[0].returncode, slow[0].stdout) == (0, b"configmap/held\n"), slow[0].stderr
+        watch.kill()
+        shell.kill()
+        await close_process(shell)
+
+    events = stack.audit_events()
+    [held_event] = [e for e in events if str(e["path"]).endswith("/configmaps/held")]
+    assert (held_event["status"], held_event["ended_by"]) == (200, "complete")
+    [watched] = [e for e in events if e["verb"] == "watch"]
+    assert watched["ended_by"] == "gateway shutdown"
+    [execed] = [e for e in events if e["subresource"] == "exec"]
+    assert execed["ended_by"] == "gateway shutdown"
+    [session] = [e for e in stack.session_events() if e["type"] == "session.end"]
+    assert session["ended_by"] == "gateway shutdown"
