@@ -65,6 +65,8 @@ log = structlog.get_logger("l7proxy.pipeline.gateway")
 DRAIN_LIMIT = 64 * 1024
 # Time allowed for releasing a cancelled upstream request.
 CLEANUP_TIMEOUT = 2.0
+# An upgrade's kind in `l7proxy_open_streams`, by its subresource.
+_UPGRADES = {"exec": "exec", "attach": "attach", "portforward": "port-forward"}
 
 
 class Gateway:
@@ -386,7 +388,7 @@ class Gateway:
             deadline, reason = _stream_deadline(live.limits, auth)
             event.ended_by = "gateway shutdown"  # unless the splice returns
             try:
-                with self.shutdown.stream():
+                with self.shutdown.stream(), self.metrics.stream(_UPGRADES.get(event.subresource)):
                     ended = await splice(
                         client,
                         answer.stream,
@@ -513,7 +515,8 @@ class Gateway:
         deadline, reason = _stream_deadline(limits, auth)
         ended_by = reason.value
         event.ended_by = "client"  # stays so only if the client goes away mid-copy
-        with trio.move_on_at(deadline), self.shutdown.stream() as ending:
+        watching = self.metrics.stream("watch" if event.verb == "watch" else None)
+        with trio.move_on_at(deadline), self.shutdown.stream() as ending, watching:
             try:
                 while chunk := await upstream.receive():
                     event.bytes_out += len(chunk)

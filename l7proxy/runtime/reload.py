@@ -13,6 +13,7 @@ from l7proxy.config.loader import ConfigError, load_config
 from l7proxy.config.settings import Config
 from l7proxy.identity.oidc.authenticator import Authenticator
 from l7proxy.pipeline.live import Live
+from l7proxy.telemetry.metrics import Metrics
 from l7proxy.upstream.connectors import build_connector
 from l7proxy.upstream.credential import Connector
 from l7proxy.wire.listener import server_ssl_context
@@ -38,7 +39,10 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 
 
 def build_live(
-    config: Config, nursery: trio.Nursery, previous: tuple[Config, Live] | None = None
+    config: Config,
+    nursery: trio.Nursery,
+    metrics: Metrics,
+    previous: tuple[Config, Live] | None = None,
 ) -> Live:
     """The snapshot for `config`. Connectors live in `nursery`; one whose connection and
     limits are as in `previous` is kept, so its pool and credentials carry on."""
@@ -47,11 +51,11 @@ def build_live(
         if previous and _same(previous[0], config, conn.name):
             connectors[conn.name] = previous[1].connectors[conn.name]
         else:
-            connectors[conn.name] = build_connector(conn, config.limits, nursery)
+            connectors[conn.name] = build_connector(conn, config.limits, nursery, metrics)
     if previous and previous[0].providers == config.providers:
         authenticator = previous[1].authenticator
     else:
-        authenticator = Authenticator(config.providers)
+        authenticator = Authenticator(config.providers, metrics=metrics)
     return Live(
         authenticator=authenticator,
         policies=PolicySet(config.policies),

@@ -111,7 +111,7 @@ class Server:
         self.nursery = nursery
         self.metrics = metrics
         self.control = ListenerControl(tls_context(config))
-        self.gateway = Gateway(build_live(config, nursery), audit=audit, metrics=metrics)
+        self.gateway = Gateway(build_live(config, nursery, metrics), audit=audit, metrics=metrics)
         self.bound: list[tuple[str, int]] = []
         metrics.reloaded(successful=True)
 
@@ -120,7 +120,7 @@ class Server:
         one changes nothing but the metric and logs its located error."""
         try:
             config, context = reread(self.config)
-            live = build_live(config, self.nursery, (self.config, self.gateway.live))
+            live = build_live(config, self.nursery, self.metrics, (self.config, self.gateway.live))
         except ConfigError as exc:
             _log.error(
                 "configuration reload failed; the running configuration stays", error=str(exc)
