@@ -15,23 +15,24 @@ import json
 import math
 import time
 import uuid
-from pathlib import Path
 
 import structlog
 import trio
 
-from l7proxy.config.settings import Limits, Routing
+from l7proxy.config.settings import Limits
 from l7proxy.identity.oidc.authenticator import (
     Authenticated,
     AuthenticationError,
-    Authenticator,
     ProviderUnavailable,
 )
 from l7proxy.pipeline.errors import Fault, GatewayRefusal, Outcome, fault_for_status, status_for
+from l7proxy.pipeline.live import Live
+from l7proxy.pipeline.living import lift_hint, with_access
 from l7proxy.pipeline.reviews import ClusterAsker, Review, ReviewError, read_review, review_kind
 from l7proxy.pipeline.reviews import answer as answer_review
 from l7proxy.pipeline.routing import LocalEndpoint, Misdirected, Route, route
 from l7proxy.pipeline.session import Session, channel_protocol
+from l7proxy.pipeline.shutdown import OpenStream, Shutdown
 from l7proxy.pipeline.splice import SessionEnd, splice
 from l7proxy.pipeline.state_api import StateApi
 from l7proxy.state.view import StateView
@@ -47,7 +48,7 @@ from l7proxy.upstream.pool import (
 )
 from l7proxy.wire.exchange import ClientDisconnected, Exchange, UpgradeNotPossible
 from policy.decision import Decision
-from policy.engine import PolicySet
+from policy.grants import granted_by
 from policy.identity import Identity
 from policy.impersonation import authorize_impersonation
 from protocols.attributes import Attributes, UnresolvableRequest, resolve
@@ -68,6 +69,8 @@ log = structlog.get_logger("l7proxy.pipeline.gateway")
 DRAIN_LIMIT = 64 * 1024
 # Time allowed for releasing a cancelled upstream request.
 CLEANUP_TIMEOUT = 2.0
+# An upgrade's kind in `l7proxy_open_streams`, by its subresource.
+_UPGRADES = {"exec": "exec", "attach": "attach", "portforward": "port-forward"}
 
 
 class Gateway:
@@ -75,39 +78,31 @@ class Gateway:
 
     def __init__(
         self,
+        live: Live,
         *,
-        authenticator: Authenticator,
-        policies: PolicySet,
-        connectors: dict[str, Connector],
         audit: AuditLog,
         metrics: Metrics,
-        limits: Limits,
-        recordings_dir: Path | None = None,
-        routing: Routing | None = None,
         state_api: StateApi | None = None,
         state_view: StateView | None = None,
     ) -> None:
-        self.authenticator = authenticator
-        self.policies = policies
-        self.connectors = connectors
+        self.live = live  # replaced whole by a reload, read once per request
         self.audit = audit
         self.metrics = metrics
-        self.limits = limits
-        self.recordings_dir = recordings_dir
-        self.routing = routing or Routing()
         self.state_api = state_api  # None: no state store, /l7proxy/v1/ is not served
         self.state_view = state_view  # the grants and locks in force, for enforcement
         self.ready = False  # set once the listeners are bound
         self.draining = False
+        self.shutdown = Shutdown()
 
     @property
     def is_ready(self) -> bool:
         """`/readyz`: listening, every provider's keys fetched once, and not draining."""
-        return self.ready and not self.draining and self.authenticator.keys_fetched
+        return self.ready and not self.draining and self.live.authenticator.keys_fetched
 
     # -- the straight line ----------------------------------------------------------------
     async def handle(self, exchange: Exchange) -> None:
         head = exchange.head
+        live = self.live
         started = time.monotonic()
         event = AuditEvent(
             audit_id=str(uuid.uuid4()),
@@ -121,7 +116,7 @@ class Gateway:
             head.path,
             server_name=exchange.server_name,
             host=(head.header(b"host") or b"").decode("latin-1"),
-            host_suffix=self.routing.host_suffix,
+            host_suffix=live.routing.host_suffix,
         )
         if target is LocalEndpoint.STATE_API and self.state_api is not None:
             await self._answer_state_api(exchange, self.state_api, event)
@@ -129,46 +124,50 @@ class Gateway:
         if not isinstance(target, Route):
             await self._answer_local(exchange, target, event)
             return
-        self.metrics.in_flight.inc()
-        try:
-            connector = self._connector(target, event)
-            auth = await self._authenticate(exchange, event)
-            attributes = self._resolve(exchange, target, event)
-            acting = self._impersonate(exchange, auth.identity, target, event)
-            review = review_kind(attributes)
-            if review is not None:
-                await self._answer_review(
-                    exchange, review, acting, connector, target, attributes, event
-                )
-                return
-            decision = self._authorize(exchange, acting, target, attributes, event)
-            await self._forward(exchange, connector, target, auth, decision, event)
-        except GatewayRefusal as refusal:
-            await self._refuse_quietly(exchange, refusal, event)
-        finally:
-            self.metrics.in_flight.dec()
-            self._record(event, started)
+        with self.shutdown.request():  # a drain waits for it, audit event included
+            self.metrics.in_flight.inc()
+            try:
+                connector = self._connector(live, target, event)
+                auth = await self._authenticate(live, exchange, event)
+                attributes = self._resolve(exchange, target, event)
+                live = with_access(live, self.state_view, auth.identity, target.connection)
+                acting = self._impersonate(live, exchange, auth.identity, target, event)
+                review = review_kind(attributes)
+                if review is not None:
+                    await self._answer_review(
+                        live, exchange, review, acting, connector, target, attributes, event
+                    )
+                    return
+                decision = self._authorize(live, exchange, acting, target, attributes, event)
+                await self._forward(live, exchange, connector, target, auth, decision, event)
+            except GatewayRefusal as refusal:
+                await self._refuse_quietly(exchange, refusal, event)
+            finally:
+                self.metrics.in_flight.dec()
+                self._record(event, started)
 
     def _record(self, event: AuditEvent, started: float) -> None:
         """Every request, whatever became of it: one audit event, counted in /metrics."""
         self.audit.write(event, duration=time.monotonic() - started)
         self.metrics.observe(event)
 
-    def _connector(self, target: Route, event: AuditEvent) -> Connector:
+    @staticmethod
+    def _connector(live: Live, target: Route, event: AuditEvent) -> Connector:
         event.connection = target.connection
-        connector = self.connectors.get(target.connection)
+        connector = live.connectors.get(target.connection)
         if connector is None:
             raise GatewayRefusal(
                 Fault.UNKNOWN_CONNECTION, f'the gateway has no connection "{target.connection}"'
             )
         return connector
 
-    async def _authenticate(self, exchange: Exchange, event: AuditEvent) -> Authenticated:
+    @staticmethod
+    async def _authenticate(live: Live, exchange: Exchange, event: AuditEvent) -> Authenticated:
         token = bearer_token(exchange.head.header(b"authorization"))
         if token is None:
             raise GatewayRefusal(Fault.UNAUTHENTICATED, "Unauthorized: no bearer token")
         try:
-            result = await self.authenticator.authenticate(token)
+            result = await live.authenticator.authenticate(token)
         except ProviderUnavailable as exc:
             raise GatewayRefusal(
                 Fault.IDP_UNAVAILABLE, f"cannot verify tokens: {exc.reason}"
@@ -190,8 +189,9 @@ class Gateway:
         event.set_attributes(attributes)
         return attributes
 
+    @staticmethod
     def _authorize(
-        self,
+        live: Live,
         exchange: Exchange,
         acting: Identity,
         target: Route,
@@ -200,13 +200,15 @@ class Gateway:
     ) -> Decision:
         """The policy decision for the acting identity: the caller, or whom the caller
         impersonates where a policy grants it."""
-        decision = self.policies.decide(acting, target.connection, attributes)
+        decision = live.policies.decide(acting, target.connection, attributes)
+        needed = [decision]
         if decision.allowed and _upgrade_needs_create(exchange, attributes):
             # kube-apiserver ≥1.31 (AuthorizePodWebsocketUpgradeCreatePermission): an
             # exec/attach/port-forward upgrade on GET also needs `create`.
-            create = self.policies.decide(
+            create = live.policies.decide(
                 acting, target.connection, dataclasses.replace(attributes, verb="create")
             )
+            needed.append(create)
             if not create.allowed:
                 decision = dataclasses.replace(
                     create,
@@ -214,14 +216,18 @@ class Gateway:
                     f"{create.reason}",
                 )
         event.set_decision(decision)
+        event.policy = granted_by(decision.policy)[0]
+        # The access request the request depends on, if any of its decisions needed one.
+        event.grant = next((g for d in needed if (g := granted_by(d.policy)[1])), "")
         if not decision.allowed:
-            raise GatewayRefusal(
-                Fault.FORBIDDEN, forbidden_message(acting, attributes, target, decision)
-            )
+            message = forbidden_message(acting, attributes, target, decision)
+            hint = lift_hint(live, acting, target.connection, attributes)
+            raise GatewayRefusal(Fault.FORBIDDEN, message + hint)
         return decision
 
+    @staticmethod
     def _impersonate(
-        self, exchange: Exchange, identity: Identity, target: Route, event: AuditEvent
+        live: Live, exchange: Exchange, identity: Identity, target: Route, event: AuditEvent
     ) -> Identity:
         """Whom the request acts as: the caller, or — kube-apiserver's impersonation rules,
         where a policy grants RBAC's `impersonate` — the identity it names. The
@@ -233,7 +239,7 @@ class Gateway:
         if request is None:
             return identity
         decision, acting = authorize_impersonation(
-            self.policies, identity, target.connection, request
+            live.policies, identity, target.connection, request
         )
         if not decision.allowed:
             event.set_decision(decision)
@@ -247,8 +253,9 @@ class Gateway:
         event.impersonated_groups = acting.groups
         return acting
 
+    @staticmethod
     async def _answer_review(
-        self,
+        live: Live,
         exchange: Exchange,
         review: Review,
         acting: Identity,
@@ -265,9 +272,9 @@ class Gateway:
                 document,
                 identity=acting,
                 connection=target.connection,
-                policies=self.policies,
+                policies=live.policies,
                 attributes=attributes,
-                ask_cluster=ClusterAsker(connector, acting, self.limits.upstream_response_timeout),
+                ask_cluster=ClusterAsker(connector, acting, live.limits.upstream_response_timeout),
             )
         except ReviewError as exc:
             raise GatewayRefusal(Fault.BAD_REQUEST, str(exc)) from exc
@@ -281,7 +288,7 @@ class Gateway:
         """`/l7proxy/v1/`: access requests and locks, for the authenticated caller."""
         started = time.monotonic()
         try:
-            auth = await self._authenticate(exchange, event)
+            auth = await self._authenticate(self.live, exchange, event)
             status, document = await api.answer(exchange, auth.identity, event)
             event.decision = "allow"
             await _drain(exchange)  # a body sent where none is read (GET, DELETE)
@@ -295,6 +302,7 @@ class Gateway:
 
     async def _forward(
         self,
+        live: Live,
         exchange: Exchange,
         connector: Connector,
         target: Route,
@@ -313,35 +321,45 @@ class Gateway:
             ) from exc
         upgrade = upgrade_token(exchange.head.headers)
         if upgrade is not None and exchange.head.http_version == "1.1":
-            await self._forward_upgrade(exchange, pool, target, headers, upgrade, auth, event)
+            await self._forward_upgrade(live, exchange, pool, target, headers, upgrade, auth, event)
             return
         upstream = await self._open_upstream(exchange, pool, target, headers)
-        await self._relay(exchange, upstream, auth, event)
+        await self._relay(live.limits, exchange, upstream, auth, event)
 
     async def _relay(
-        self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
+        self,
+        limits: Limits,
+        exchange: Exchange,
+        upstream: UpstreamRequest,
+        auth: Authenticated,
+        event: AuditEvent,
     ) -> None:
         # The wait for the response head is timed from the end of the request body: a
         # slow upload still sending is not cut (the cluster may still answer early).
-        timeout = self.limits.upstream_response_timeout
+        timeout = limits.upstream_response_timeout
         head_wait = trio.CancelScope(
             deadline=math.inf if exchange.has_body else trio.current_time() + timeout
         )
         refusal: GatewayRefusal | None = None  # stays None when the client goes away mid-body
         try:
             if not exchange.has_body:  # most requests: nothing to copy beside the response
-                refusal = await self._relay_response(exchange, upstream, auth, event, head_wait)
+                refusal = await self._relay_response(
+                    limits, exchange, upstream, auth, event, head_wait
+                )
             else:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(
                         self._copy_request_body,
+                        limits,
                         exchange,
                         upstream,
                         event,
                         nursery.cancel_scope,
                         head_wait,
                     )
-                    refusal = await self._relay_response(exchange, upstream, auth, event, head_wait)
+                    refusal = await self._relay_response(
+                        limits, exchange, upstream, auth, event, head_wait
+                    )
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
@@ -351,6 +369,7 @@ class Gateway:
 
     async def _forward_upgrade(
         self,
+        live: Live,
         exchange: Exchange,
         pool: UpstreamPool,
         target: Route,
@@ -369,7 +388,7 @@ class Gateway:
         except UpstreamError as exc:
             raise _upstream_refusal(exc, target.connection) from exc
         if not isinstance(answer, Switched):
-            await self._relay(exchange, answer, auth, event)  # refused by the cluster
+            await self._relay(live.limits, exchange, answer, auth, event)  # refused by the cluster
             return
         event.status = 101
         event.upgrade = _upgrade_name(upgrade, answer.headers)
@@ -391,41 +410,34 @@ class Gateway:
                 exchange.head.query,
                 protocol=channel_protocol(answer.headers),
                 audit=self.audit,
-                recordings_dir=self.recordings_dir,
+                recordings_dir=live.recordings_dir,
             )
             session.start()
-            deadline, reason = self._stream_deadline(auth)
-            event.ended_by = "gateway shutdown"  # unless the splice returns
+            deadline, reason = _stream_deadline(live.limits, auth)
+            stream = _open_stream(auth, event)
             try:
-                ended = await splice(
-                    client,
-                    answer.stream,
-                    deadline=deadline,
-                    deadline_reason=reason,
-                    idle_timeout=self.limits.upgrade_idle_timeout,
-                    from_client=session.from_client,
-                    from_cluster=session.from_cluster,
-                )
-                event.ended_by = ended.value
+                kind = _UPGRADES.get(event.subresource)
+                with self.shutdown.stream(stream), self.metrics.stream(kind):
+                    ended = await splice(
+                        client,
+                        answer.stream,
+                        deadline=deadline,
+                        deadline_reason=reason,
+                        idle_timeout=live.limits.upgrade_idle_timeout,
+                        from_client=session.from_client,
+                        from_cluster=session.from_cluster,
+                    )
+                    event.ended_by = ended.value
+                event.ended_by = stream.ended_by or event.ended_by
             finally:
                 session.end(event.ended_by)
         finally:
             with trio.CancelScope(shield=True):
                 await answer.stream.aclose()
 
-    def _stream_deadline(self, auth: Authenticated) -> tuple[float, SessionEnd]:
-        """When a long response or session must end: the caller's token expiry (plus the
-        configured grace) or the maximum duration, whichever comes first."""
-        expiry = auth.expires_at + self.limits.token_expiry_grace
-        deadline, reason = _wall_to_trio(expiry), SessionEnd.TOKEN_EXPIRY
-        if self.limits.max_stream_duration > 0:
-            limit = trio.current_time() + self.limits.max_stream_duration
-            if limit < deadline:
-                deadline, reason = limit, SessionEnd.DEADLINE
-        return deadline, reason
-
     async def _relay_response(
         self,
+        limits: Limits,
         exchange: Exchange,
         upstream: UpstreamRequest,
         auth: Authenticated,
@@ -435,7 +447,7 @@ class Gateway:
         """The cluster's response to the client, as it arrives. Runs beside the request
         body copy, so it returns its refusal rather than raising it out of the nursery."""
         try:
-            status, response_headers = await self._response_head(upstream, head_wait)
+            status, response_headers = await self._response_head(limits, upstream, head_wait)
         except GatewayRefusal as refusal:
             return refusal
         event.status = status
@@ -444,7 +456,7 @@ class Gateway:
             await exchange.start_response(
                 status, self._client_headers(response_headers, event.audit_id)
             )
-            event.ended_by = await self._copy_response_body(exchange, upstream, auth, event)
+            event.ended_by = await self._copy_response_body(limits, exchange, upstream, auth, event)
             if event.ended_by != "cluster":
                 # A response the cluster cut short is not ended cleanly: the client's
                 # stream is reset (HTTP/2) or its connection closed (HTTP/1.1).
@@ -470,10 +482,11 @@ class Gateway:
         except UpstreamError as exc:
             raise _upstream_refusal(exc, target.connection) from exc
 
+    @staticmethod
     async def _response_head(
-        self, upstream: UpstreamRequest, head_wait: trio.CancelScope
+        limits: Limits, upstream: UpstreamRequest, head_wait: trio.CancelScope
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
-        timeout = self.limits.upstream_response_timeout
+        timeout = limits.upstream_response_timeout
         try:
             with head_wait:
                 return await upstream.response_head()
@@ -491,8 +504,9 @@ class Gateway:
         kept.append((b"audit-id", audit_id.encode()))
         return kept
 
+    @staticmethod
     async def _copy_request_body(
-        self,
+        limits: Limits,
         exchange: Exchange,
         upstream: UpstreamRequest,
         event: AuditEvent,
@@ -516,17 +530,24 @@ class Gateway:
             log.info(
                 "cluster stopped reading the request body", audit_id=event.audit_id, error=str(exc)
             )
-        head_wait.deadline = trio.current_time() + self.limits.upstream_response_timeout
+        head_wait.deadline = trio.current_time() + limits.upstream_response_timeout
 
     async def _copy_response_body(
-        self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
+        self,
+        limits: Limits,
+        exchange: Exchange,
+        upstream: UpstreamRequest,
+        auth: Authenticated,
+        event: AuditEvent,
     ) -> str:
         """Stream the response as it comes; returns what ended it. A long response ends
         at the caller's token expiry or the configured maximum duration, never earlier."""
-        deadline, reason = self._stream_deadline(auth)
+        deadline, reason = _stream_deadline(limits, auth)
         ended_by = reason.value
         event.ended_by = "client"  # stays so only if the client goes away mid-copy
-        with trio.move_on_at(deadline):
+        watching = self.metrics.stream("watch" if event.verb == "watch" else None)
+        stream = _open_stream(auth, event)
+        with trio.move_on_at(deadline), self.shutdown.stream(stream), watching:
             try:
                 while chunk := await upstream.receive():
                     event.bytes_out += len(chunk)
@@ -535,7 +556,7 @@ class Gateway:
                 log.info("upstream response cut short", audit_id=event.audit_id, error=str(exc))
                 return "cluster"
             return "complete"
-        return ended_by
+        return stream.ended_by or ended_by
 
     # -- answers the gateway makes itself -----------------------------------------------
     async def _answer_local(
@@ -703,6 +724,23 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
         if key.lower() == name:
             return value.decode("latin-1")
     return ""
+
+
+def _open_stream(auth: Authenticated, event: AuditEvent) -> OpenStream:
+    """The stream a lock on its caller or connection, or the end of its grant, ends."""
+    return OpenStream(auth.identity, event.connection, grant=event.grant)
+
+
+def _stream_deadline(limits: Limits, auth: Authenticated) -> tuple[float, SessionEnd]:
+    """When a long response or session must end: the caller's token expiry (plus the
+    configured grace) or the maximum duration, whichever comes first."""
+    expiry = auth.expires_at + limits.token_expiry_grace
+    deadline, reason = _wall_to_trio(expiry), SessionEnd.TOKEN_EXPIRY
+    if limits.max_stream_duration > 0:
+        limit = trio.current_time() + limits.max_stream_duration
+        if limit < deadline:
+            deadline, reason = limit, SessionEnd.DEADLINE
+    return deadline, reason
 
 
 async def _send_json(exchange: Exchange, status: int, document: object, event: AuditEvent) -> None:

@@ -77,8 +77,7 @@ class StateApi:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.grants = {grant.name: grant for grant in grants}
-        self.admins = admins
+        self.configure(grants, admins)
         self.audit = audit
         self.clock = clock
 
@@ -101,6 +100,11 @@ class StateApi:
             raise GatewayRefusal(Fault.STATE_UNAVAILABLE, str(exc)) from exc
         event.reason = f"l7proxy API: {head.method} {head.path} answered by the gateway"
         return answer
+
+    def configure(self, grants: Sequence[Grant], admins: Subjects) -> None:
+        """The grants and admins of the configuration; a reload calls it again."""
+        self.grants = {grant.name: grant for grant in grants}
+        self.admins = admins
 
     def _handler(
         self, method: str, parts: list[str]

@@ -38,6 +38,7 @@ class AuditEvent:
     groups: tuple[str, ...] = ()
     connection: str = ""
     policy: str = ""
+    grant: str = ""  # the access request whose grant allowed it; "" for a standing policy
     binding_user_role: str = ""
     decision: str = "error"
     reason: str = ""

@@ -1,11 +1,9 @@
-"""`l7proxy` command line: serve, check-config, config-schema, explain, request, lock, login, demo."""
+"""`l7proxy` command line: serve, check-config, config-schema, explain, request, lock, login…"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -23,7 +21,7 @@ from l7proxy.tools.access import add_lock_arguments, add_request_arguments, run_
 from l7proxy.tools.demo import add_demo_arguments, run_demo
 
 if TYPE_CHECKING:
-    from l7proxy.config.settings import Connection, Limits
+    from l7proxy.config.settings import Config, Connection, Limits
 
 # `l7proxy login` runs before every kubectl command that needs a token: it must start fast,
 # so the gateway's modules (trio, h2, the pipeline) are imported only by the commands that
@@ -69,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--user", required=True, metavar="USER")
     explain.add_argument("--group", action="append", default=[], metavar="GROUP")
     explain.add_argument("--connection", default="", metavar="NAME")
+    explain.add_argument(
+        "--with-grant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="decide as if the user's access request for this grant were approved",
+    )
     explain.add_argument("-n", "--namespace", default="", metavar="NS")
     explain.add_argument("verb")
     explain.add_argument("resource", help="e.g. pods, pods/log, deployments.apps, /version")
@@ -137,7 +142,7 @@ def _config_schema() -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from l7proxy.config.loader import ConfigError, load_config
-    from l7proxy.tools.explain import ExplainError, Question, explain
+    from l7proxy.tools.explain import ExplainError, Question, explain, lifting_grant
 
     try:
         config = load_config(args.config)
@@ -149,8 +154,10 @@ def _explain(args: argparse.Namespace) -> int:
             name=args.name,
             namespace=args.namespace,
             connection=args.connection,
+            with_grants=tuple(args.with_grant),
         )
         connection, decision = explain(config, question)
+        lift = None if decision.allowed else lifting_grant(config, question, connection)
     except (ConfigError, ExplainError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -161,6 +168,8 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"policies: {', '.join(decision.policies)}")
     if decision.allowed and decision.binding_user_role:
         print(f"binding_user_role: {decision.binding_user_role}")
+    if lift is not None:
+        print(f"lifted by: l7proxy request create --grant {lift} (or explain --with-grant {lift})")
     return 0 if decision.allowed else 1
 
 
@@ -255,12 +264,7 @@ def _serve(path: Path, *, is_worker: bool) -> int:
     import trio
 
     from l7proxy.config.loader import ConfigError, load_config
-    from l7proxy.runtime.server import (
-        configure_logging,
-        migrate_state,
-        run_until_signalled,
-        tune_garbage_collector,
-    )
+    from l7proxy.runtime.workers import Workers
     from l7proxy.state import StoreError
 
     try:
@@ -268,31 +272,48 @@ def _serve(path: Path, *, is_worker: bool) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    configure_logging()
     workers = 1 if is_worker else config.workers
     if workers > 1 and config.listen.port == 0:
         print("error: several workers need a fixed listen port, not 0", file=sys.stderr)
         return 1
     try:
-        trio.run(migrate_state, config)
+        trio.run(_migrate_state, config)
     except StoreError as exc:
         print(f"error: state store: {exc}", file=sys.stderr)
         return 1
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "l7proxy", "serve", "--config", str(path), "--worker"]
-        )
-        for _ in range(workers - 1)
-    ]
+    children = Workers(path, workers)  # before prometheus-client is imported, see there
+    from l7proxy.runtime.server import (
+        configure_logging,
+        run_until_signalled,
+        tune_garbage_collector,
+    )
+
+    configure_logging()
     tune_garbage_collector()
     try:
-        trio.run(partial(run_until_signalled, config, reuse_port=workers > 1 or is_worker))
+        trio.run(
+            partial(
+                run_until_signalled,
+                config,
+                reuse_port=workers > 1 or is_worker,
+                forward=children.forward,
+            )
+        )
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            child.wait()
+        children.stop()
     return 0
+
+
+async def _migrate_state(config: Config) -> None:
+    """Create or upgrade the state store's schema once, before any worker starts, so a
+    store that cannot be reached is one clear error (each worker checks again)."""
+    from l7proxy.state import open_store
+
+    store = open_store(config.state, config.source.parent)
+    try:
+        await store.migrate()
+    finally:
+        await store.aclose()
 
 
 if __name__ == "__main__":

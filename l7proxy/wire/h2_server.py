@@ -98,6 +98,7 @@ async def serve_h2(
     refuse: RefuseStream,
     *,
     server_name: str = "",
+    draining: trio.Event | None = None,
 ) -> None:
     session = H2Session(
         transport,
@@ -131,8 +132,19 @@ async def serve_h2(
         return
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_close_when_idle, session, limits.idle_timeout)
+        if draining is not None:
+            nursery.start_soon(_close_when_drained, session, draining)
         await session.run(on_request)
         nursery.cancel_scope.cancel()
+
+
+async def _close_when_drained(session: H2Session, draining: trio.Event) -> None:
+    """Once the server drains: GOAWAY at once (no new stream), close when the last ends."""
+    await draining.wait()
+    await session.announce_goaway()
+    while session.stream_count and not session.closed:
+        await session.streams_changed.wait()
+    await session.close()
 
 
 async def _close_when_idle(session: H2Session, idle_timeout: float) -> None:

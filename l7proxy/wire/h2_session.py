@@ -22,6 +22,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 import trio
 
 from l7proxy.wire import h2_speedups
@@ -224,6 +225,7 @@ class H2Session:
         self.window_opened = _Signal()
         self.closed = False
         self.goaway_received = False
+        self.goaway_sent = False
         self._max_streams = max_concurrent_streams
         self._max_header_bytes = max_header_bytes
         self._send_lock = QuietLock()
@@ -395,7 +397,7 @@ class H2Session:
         nursery: trio.Nursery,
         on_request: OnRequest | None,
     ) -> H2Stream | None:
-        if on_request is None or len(self.streams) >= self._max_streams:
+        if on_request is None or self.goaway_sent or len(self.streams) >= self._max_streams:
             self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return None
         stream = H2Stream(self, stream_id)
@@ -439,6 +441,20 @@ class H2Session:
             stream._on_reset(int(h2.errors.ErrorCodes.CANCEL))
         self.window_opened.fire()
         self.streams_changed.fire()
+
+    async def announce_goaway(self) -> None:
+        """A graceful GOAWAY (RFC 9113 §6.8, NO_ERROR) naming the last stream we took: the
+        peer opens no more, while the streams already open go on. h2's `close_connection`
+        would close its state machine, so the frame is written beside it."""
+        if self.closed or self.goaway_sent:
+            return
+        self.goaway_sent = True
+        frame = hyperframe.frame.GoAwayFrame(
+            0, last_stream_id=self.conn.highest_inbound_stream_id, error_code=0
+        )
+        self._collect(wake_writer=False)  # what h2 produced before leaves first
+        self._outgoing.append(frame.serialize())
+        await self._write_pending()
 
     async def close(self, *, drain: float = 0.0) -> None:
         """Send GOAWAY, give open streams `drain` seconds, then close the transport."""

@@ -206,12 +206,14 @@ async def start_stack(
     provider: Mapping[str, object] | None = None,
     host_routing: bool = False,
     configure: Callable[[Config], Config] | None = None,
+    in_process: bool = True,
 ) -> Stack:
     """The sandbox cluster (or `upstream` in its place), the issuer and the gateway.
 
     `provider` overrides fields of the gateway's identity provider entry, e.g. `issuer` and
     `audiences` to trust another OpenID provider than the development issuer; `configure`
-    changes the loaded configuration (for settings the loader does not read yet)."""
+    changes the loaded configuration (for settings the loader does not read yet). Without
+    `in_process`, the gateway is not started: its configuration is in `gateway.yaml`."""
     leaf = ca.issue_cert("127.0.0.1", "localhost", "*" + HOST_SUFFIX)
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
@@ -287,13 +289,18 @@ async def start_stack(
     }
     config_path = tmp / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    loaded = load_config(config_path)
-    bound = await nursery.start(partial(run_gateway, configure(loaded) if configure else loaded))
+    gateway_url = ""
+    if in_process:
+        loaded = load_config(config_path)
+        bound = await nursery.start(
+            partial(run_gateway, configure(loaded) if configure else loaded)
+        )
+        gateway_url = f"https://127.0.0.1:{bound[0][1]}"
     return Stack(
         tmp=tmp,
         ca=ca,
         issuer=issuer,
         cluster=cluster,
-        gateway_url=f"https://127.0.0.1:{bound[0][1]}",
+        gateway_url=gateway_url,
         audit_path=tmp / "audit.jsonl",
     )
