@@ -254,7 +254,8 @@ def _duration(text: str) -> str:
 
 def _postgres_url(url: str) -> str:
     if not url.startswith(("postgresql://", "postgres://")):
-        raise fail(f"expected a postgresql:// URL (libpq's form), got {url!r}")
+        # Not echoed: the URL may carry a password.
+        raise fail("expected a postgresql:// URL (libpq's form)")
     return url
 
 
