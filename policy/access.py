@@ -3,9 +3,10 @@
 
 A request's state machine:
 
-    pending ──approve, min_approvals times──▶ approved ──revoke──▶ revoked
-       │ ╲──deny──▶ denied                  │
-       ╰──one hour──▶ expired ◀──duration───╯
+    pending  --min_approvals approvals-->  approved  --revoke-->  revoked
+    pending  --one denial-->               denied
+    pending  --an hour undecided-->        expired
+    approved --its duration over-->        expired
 
 `effective` reads a stored request at a time: a pending or approved request whose `expires`
 has passed is expired whether or not a sweeper has written that down yet, so no grant

@@ -320,3 +320,22 @@ async def test_serve_with_a_state_store_it_cannot_open_says_so_and_exits_1(stack
     message = result.stderr.decode()
     assert "error: state store: cannot open the state store" in message
     assert "Traceback" not in message
+
+
+async def test_the_token_comes_from_the_environment_else_the_command_says_how(
+    stack: Stack,
+) -> None:
+    argv = [*L7PROXY, "request", "list", "--gateway", stack.gateway_url]
+    argv += ["--ca-file", str(stack.tmp / "ca.pem"), "--output", "json"]
+    token = stack.token("agent-7", ("ai-agents-readonly",))
+    env = {k: v for k, v in os.environ.items() if k != "L7PROXY_TOKEN"}
+    with trio.fail_after(60):
+        listed = await trio.run_process(
+            argv, capture_stdout=True, capture_stderr=True, env={**env, "L7PROXY_TOKEN": token}
+        )
+        missing = await trio.run_process(
+            argv, capture_stdout=True, capture_stderr=True, env=env, check=False
+        )
+    assert json.loads(listed.stdout) == {"kind": "AccessRequestList", "items": []}
+    assert missing.returncode == 1
+    assert "no token: give --token-file FILE, set $L7PROXY_TOKEN" in missing.stderr.decode()

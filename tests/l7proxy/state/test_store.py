@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -237,4 +238,30 @@ async def test_a_view_of_an_unreachable_store_refuses_to_vouch_for_locks() -> No
         with pytest.raises(StoreUnavailable):
             view.locks_for(ALICE, "dev")
         assert view.grants_for(ALICE) == ()
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_approval_through_one_gateway_grants_on_the_others_view(
+    new_store: StoreFactory,
+) -> None:
+    writer, reader = new_store(), new_store()
+    await writer.migrate()
+    grant = Grant("g", "p", Subjects(groups=("sre",)), Subjects(users=("bob",)))
+    request = create_request(grant, ALICE, id="r", reason="x", duration=3600, now=time.time())
+    await writer.create_request(request)
+    view = StateView(reader, poll_interval=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(view.run)
+        seen = view.revision
+        assert view.grants_for(ALICE) == ()  # pending grants nothing
+        approved = await writer.update_request(
+            "r",
+            lambda r: review_request(
+                r, grant, Identity("bob"), Verdict.APPROVE, reason="ok", now=time.time()
+            ),
+        )
+        with trio.fail_after(30):  # generous: this waits on the feed, it does not time it
+            await view.wait_for_change(seen)
+        assert view.grants_for(ALICE) == (approved,)
+        assert view.grants_for(Identity("bob")) == ()
         nursery.cancel_scope.cancel()
