@@ -41,10 +41,12 @@ class Shutdown:
             finally:
                 self._streams.discard(scope)
 
-    def end_streams(self) -> None:
+    def end_streams(self) -> int:
+        """End every open stream (and any that opens from now on); how many were open."""
         self.ending = True
         for scope in self._streams:
             scope.cancel()
+        return len(self._streams)
 
     async def wait_idle(self) -> None:
         while self.in_flight:

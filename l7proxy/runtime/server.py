@@ -80,7 +80,7 @@ async def run_until_signalled(
                     log.info(
                         "draining",
                         signal=signal.Signals(signum).name,
-                        grace=server.config.limits.shutdown_grace,
+                        grace=server.config.drain.shutdown_grace,
                     )
                     nursery.start_soon(_drain_then_stop, server, nursery.cancel_scope)
 
@@ -141,11 +141,12 @@ class Server:
         gateway = self.gateway
         gateway.draining = True
         self.control.draining.set()
-        with trio.move_on_after(self.config.limits.shutdown_grace):
+        with trio.move_on_after(self.config.drain.shutdown_grace):
             await gateway.shutdown.wait_idle()
-        gateway.shutdown.end_streams()
+        ended = gateway.shutdown.end_streams()
         with trio.move_on_after(CLEANUP_TIMEOUT):
             await gateway.shutdown.wait_idle()
+        _log.info("drained", streams_ended=ended, requests_left=gateway.shutdown.in_flight)
 
 
 async def run_server(
