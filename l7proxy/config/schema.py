@@ -297,6 +297,7 @@ class LimitsModel(Section):
     max_stream_duration: f.Bound = _LIMITS.max_stream_duration
     token_expiry_grace: f.Bound = _LIMITS.token_expiry_grace
     upgrade_idle_timeout: f.Seconds = _LIMITS.upgrade_idle_timeout
+    shutdown_grace: f.Seconds = _LIMITS.shutdown_grace
 
     def settings(self) -> Limits:
         return Limits(**self.model_dump())

@@ -55,16 +55,8 @@ class Limits:
     # An upgraded session (exec, attach, port-forward) with no bytes either way for this
     # long is closed; the kubelet's streaming idle timeout defaults to 4 hours.
     upgrade_idle_timeout: float = 4 * 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Drain:
-    """How SIGTERM stops the gateway. In the file it is `limits.shutdown_grace`; it is kept
-    apart from `Limits` until the loader reads it, because today's loader takes every
-    `Limits` field for a key it accepts."""
-
-    # Streams still open this long after draining began are ended (`ended_by: gateway
-    # shutdown`); Kubernetes' default terminationGracePeriodSeconds is 30 s too.
+    # On SIGTERM, streams still open this long after draining began are ended (`ended_by:
+    # gateway shutdown`); Kubernetes' default terminationGracePeriodSeconds is 30 s too.
     shutdown_grace: float = 30.0
 
 
@@ -145,7 +137,6 @@ class Config:
     audit: Audit = field(default_factory=Audit)
     limits: Limits = field(default_factory=Limits)
     routing: Routing = field(default_factory=Routing)
-    drain: Drain = field(default_factory=Drain)
 
     def connection(self, name: str) -> Connection | None:
         for conn in self.connections:

@@ -80,7 +80,7 @@ async def run_until_signalled(
                     log.info(
                         "draining",
                         signal=signal.Signals(signum).name,
-                        grace=server.config.drain.shutdown_grace,
+                        grace=server.config.limits.shutdown_grace,
                     )
                     nursery.start_soon(_drain_then_stop, server, nursery.cancel_scope)
 
@@ -141,7 +141,7 @@ class Server:
         gateway = self.gateway
         gateway.draining = True
         self.control.draining.set()
-        with trio.move_on_after(self.config.drain.shutdown_grace):
+        with trio.move_on_after(self.config.limits.shutdown_grace):
             await gateway.shutdown.wait_idle()
         ended = gateway.shutdown.end_streams()
         with trio.move_on_after(CLEANUP_TIMEOUT):

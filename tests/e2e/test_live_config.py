@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import subprocess
 from pathlib import Path
@@ -12,9 +11,6 @@ import trustme
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from l7proxy.config.loader import load_config
-from l7proxy.config.settings import Drain
-from l7proxy.runtime.server import Server, run_server
 from l7proxy.wire.exchange import Exchange
 from l7proxy.wire.listener import Handle
 from tests.e2e.gateway_process import GatewayProcess, close_process, gateway_process
@@ -26,7 +22,6 @@ from tests.e2e.stack import (
     kubectl_env,
     start_kubectl,
     start_stack,
-    wait_for_event,
 )
 from tests.e2e.test_http import curl
 from tests.e2e.test_metrics import scrape, value
@@ -199,9 +194,9 @@ async def test_sigterm_answers_the_request_in_flight_ends_streams_after_the_grac
     nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path
 ) -> None:
     held = HeldResponses()
-    # The default grace (30 s): the file cannot set `limits.shutdown_grace` until the
-    # loader reads it.
-    stack = await start_stack(nursery, ca, tmp_path, upstream=held.handle, in_process=False)
+    stack = await start_stack(
+        nursery, ca, tmp_path, upstream=held.handle, limits={"shutdown_grace": 2}, in_process=False
+    )
     held.cluster = stack.cluster.handle
     async with gateway_process(nursery, stack) as gateway:
         agent = stack.kubeconfig(stack.token("agent-7", READER), name="agent")
@@ -297,22 +292,3 @@ async def test_with_two_workers_sighup_reloads_both_and_metrics_add_up_across_th
             assert await gateway.process.wait() == 0
         draining = [line for line in gateway.log[mark:] if line.get("event") == "draining"]
         assert len(draining) == 2
-
-
-async def test_a_drain_ends_the_streams_open_after_the_configured_grace(
-    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path
-) -> None:
-    stack = await start_stack(nursery, ca, tmp_path, in_process=False)
-    config = load_config(tmp_path / "gateway.yaml")
-    server: Server = await nursery.start(
-        run_server, dataclasses.replace(config, drain=Drain(shutdown_grace=0.5))
-    )
-    stack.gateway_url = f"https://127.0.0.1:{server.bound[0][1]}"
-    agent = stack.kubeconfig(stack.token("agent-7", READER), name="agent")
-    watch = await start_kubectl(nursery, agent, "get", "pods", "-w")
-    await wait_in_flight(stack, 1)
-    await server.drain()
-    assert server.gateway.shutdown.in_flight == 0
-    event = await wait_for_event(stack, lambda e: e["verb"] == "watch")
-    assert event["ended_by"] == "gateway shutdown"
-    watch.kill()

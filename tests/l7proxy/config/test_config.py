@@ -1282,6 +1282,13 @@ def test_limits_must_be_positive(tmp_path: Path) -> None:
     assert_error(tmp_path, text, "limits:", "limits.idle_timeout: expected a number > 0, got 0")
 
 
+def test_the_shutdown_grace_is_a_positive_number_of_seconds(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE + "limits: {shutdown_grace: 2.5}\n").limits.shutdown_grace == 2.5
+    assert load(tmp_path, BASE).limits.shutdown_grace == 30.0
+    text = BASE + "limits: {shutdown_grace: 0}\n"
+    assert_error(tmp_path, text, "limits:", "limits.shutdown_grace: expected a number > 0, got 0")
+
+
 def test_limits_must_be_finite(tmp_path: Path) -> None:
     text = BASE + "limits: {max_stream_duration: .inf}\n"
     assert_error(
@@ -1318,7 +1325,7 @@ def test_unknown_limit_lists_the_known_limits(tmp_path: Path) -> None:
         "limits.max_body: unknown key (expected one of: max_header_bytes, max_url_bytes, "
         "max_concurrent_streams, header_read_timeout, idle_timeout, upstream_connect_timeout, "
         "upstream_response_timeout, max_stream_duration, token_expiry_grace, "
-        "upgrade_idle_timeout)",
+        "upgrade_idle_timeout, shutdown_grace)",
     )
 
 
