@@ -79,3 +79,22 @@ async def test_draining_turns_readiness_off_and_stops_accepting(
     assert not server.gateway.is_ready
     with pytest.raises(OSError):
         await trio.open_tcp_stream("127.0.0.1", server.bound[0][1])
+
+
+async def test_a_ca_file_tls_cannot_use_keeps_the_running_configuration(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    _, server = await start(nursery, tmp_path)
+    live = server.gateway.live
+    (tmp_path / "bad-ca.pem").write_text("not a certificate\n")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "certificate_authority_file: ca.pem", "certificate_authority_file: bad-ca.pem", 1
+        )
+    )
+    with structlog.testing.capture_logs() as logs:
+        assert not server.reload()
+    [error] = [line for line in logs if line["log_level"] == "error"]
+    assert str(error["error"]).startswith(f"{path}: connections[0]: cannot use its TLS files:")
+    assert server.gateway.live is live
