@@ -56,8 +56,8 @@ class Limits:
     # An upgraded session (exec, attach, port-forward) with no bytes either way for this
     # long is closed; the kubelet's streaming idle timeout defaults to 4 hours.
     upgrade_idle_timeout: float = 4 * 3600.0
-    # On SIGTERM, streams still open this long after draining began are ended
-    # (`ended_by: gateway shutdown`); Kubernetes' terminationGracePeriodSeconds is 30 s.
+    # On SIGTERM, streams still open this long after draining began are ended (`ended_by:
+    # gateway shutdown`); Kubernetes' default terminationGracePeriodSeconds is 30 s too.
     shutdown_grace: float = 30.0
 
 

@@ -15,6 +15,7 @@ import json
 import math
 import time
 import uuid
+from dataclasses import dataclass
 
 import structlog
 import trio
@@ -71,6 +72,17 @@ DRAIN_LIMIT = 64 * 1024
 CLEANUP_TIMEOUT = 2.0
 # An upgrade's kind in `l7proxy_open_streams`, by its subresource.
 _UPGRADES = {"exec": "exec", "attach": "attach", "portforward": "port-forward"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Relay:
+    """A forwarded request with its cluster's answer: what the relay steps share."""
+
+    limits: Limits
+    exchange: Exchange
+    upstream: UpstreamRequest
+    auth: Authenticated
+    event: AuditEvent
 
 
 class Gateway:
@@ -324,16 +336,10 @@ class Gateway:
             await self._forward_upgrade(live, exchange, pool, target, headers, upgrade, auth, event)
             return
         upstream = await self._open_upstream(exchange, pool, target, headers)
-        await self._relay(live.limits, exchange, upstream, auth, event)
+        await self._relay(_Relay(live.limits, exchange, upstream, auth, event))
 
-    async def _relay(
-        self,
-        limits: Limits,
-        exchange: Exchange,
-        upstream: UpstreamRequest,
-        auth: Authenticated,
-        event: AuditEvent,
-    ) -> None:
+    async def _relay(self, relay: _Relay) -> None:
+        limits, exchange, upstream = relay.limits, relay.exchange, relay.upstream
         # The wait for the response head is timed from the end of the request body: a
         # slow upload still sending is not cut (the cluster may still answer early).
         timeout = limits.upstream_response_timeout
@@ -343,23 +349,13 @@ class Gateway:
         refusal: GatewayRefusal | None = None  # stays None when the client goes away mid-body
         try:
             if not exchange.has_body:  # most requests: nothing to copy beside the response
-                refusal = await self._relay_response(
-                    limits, exchange, upstream, auth, event, head_wait
-                )
+                refusal = await self._relay_response(relay, head_wait)
             else:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(
-                        self._copy_request_body,
-                        limits,
-                        exchange,
-                        upstream,
-                        event,
-                        nursery.cancel_scope,
-                        head_wait,
+                        self._copy_request_body, relay, nursery.cancel_scope, head_wait
                     )
-                    refusal = await self._relay_response(
-                        limits, exchange, upstream, auth, event, head_wait
-                    )
+                    refusal = await self._relay_response(relay, head_wait)
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
@@ -388,7 +384,7 @@ class Gateway:
         except UpstreamError as exc:
             raise _upstream_refusal(exc, target.connection) from exc
         if not isinstance(answer, Switched):
-            await self._relay(live.limits, exchange, answer, auth, event)  # refused by the cluster
+            await self._relay(_Relay(live.limits, exchange, answer, auth, event))  # a refusal
             return
         event.status = 101
         event.upgrade = _upgrade_name(upgrade, answer.headers)
@@ -436,18 +432,13 @@ class Gateway:
                 await answer.stream.aclose()
 
     async def _relay_response(
-        self,
-        limits: Limits,
-        exchange: Exchange,
-        upstream: UpstreamRequest,
-        auth: Authenticated,
-        event: AuditEvent,
-        head_wait: trio.CancelScope,
+        self, relay: _Relay, head_wait: trio.CancelScope
     ) -> GatewayRefusal | None:
         """The cluster's response to the client, as it arrives. Runs beside the request
         body copy, so it returns its refusal rather than raising it out of the nursery."""
+        exchange, event = relay.exchange, relay.event
         try:
-            status, response_headers = await self._response_head(limits, upstream, head_wait)
+            status, response_headers = await self._response_head(relay, head_wait)
         except GatewayRefusal as refusal:
             return refusal
         event.status = status
@@ -456,7 +447,7 @@ class Gateway:
             await exchange.start_response(
                 status, self._client_headers(response_headers, event.audit_id)
             )
-            event.ended_by = await self._copy_response_body(limits, exchange, upstream, auth, event)
+            event.ended_by = await self._copy_response_body(relay)
             if event.ended_by != "cluster":
                 # A response the cluster cut short is not ended cleanly: the client's
                 # stream is reset (HTTP/2) or its connection closed (HTTP/1.1).
@@ -484,12 +475,12 @@ class Gateway:
 
     @staticmethod
     async def _response_head(
-        limits: Limits, upstream: UpstreamRequest, head_wait: trio.CancelScope
+        relay: _Relay, head_wait: trio.CancelScope
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
-        timeout = limits.upstream_response_timeout
+        timeout = relay.limits.upstream_response_timeout
         try:
             with head_wait:
-                return await upstream.response_head()
+                return await relay.upstream.response_head()
         except UpstreamError as exc:
             raise _upstream_refusal(exc, "") from exc
         raise GatewayRefusal(
@@ -506,16 +497,12 @@ class Gateway:
 
     @staticmethod
     async def _copy_request_body(
-        limits: Limits,
-        exchange: Exchange,
-        upstream: UpstreamRequest,
-        event: AuditEvent,
-        scope: trio.CancelScope,
-        head_wait: trio.CancelScope,
+        relay: _Relay, scope: trio.CancelScope, head_wait: trio.CancelScope
     ) -> None:
         """Stream the request body to the cluster, then start the wait for its answer. A
         client that goes away cancels the whole exchange; a cluster that stops reading is
         left to say why in its response."""
+        exchange, upstream, event = relay.exchange, relay.upstream, relay.event
         if not exchange.has_body:
             return
         try:
@@ -530,23 +517,17 @@ class Gateway:
             log.info(
                 "cluster stopped reading the request body", audit_id=event.audit_id, error=str(exc)
             )
-        head_wait.deadline = trio.current_time() + limits.upstream_response_timeout
+        head_wait.deadline = trio.current_time() + relay.limits.upstream_response_timeout
 
-    async def _copy_response_body(
-        self,
-        limits: Limits,
-        exchange: Exchange,
-        upstream: UpstreamRequest,
-        auth: Authenticated,
-        event: AuditEvent,
-    ) -> str:
+    async def _copy_response_body(self, relay: _Relay) -> str:
         """Stream the response as it comes; returns what ended it. A long response ends
         at the caller's token expiry or the configured maximum duration, never earlier."""
-        deadline, reason = _stream_deadline(limits, auth)
+        exchange, upstream, event = relay.exchange, relay.upstream, relay.event
+        deadline, reason = _stream_deadline(relay.limits, relay.auth)
         ended_by = reason.value
         event.ended_by = "client"  # stays so only if the client goes away mid-copy
         watching = self.metrics.stream("watch" if event.verb == "watch" else None)
-        stream = _open_stream(auth, event)
+        stream = _open_stream(relay.auth, event)
         with trio.move_on_at(deadline), self.shutdown.stream(stream), watching:
             try:
                 while chunk := await upstream.receive():

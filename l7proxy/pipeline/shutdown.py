@@ -63,9 +63,12 @@ class Shutdown:
             finally:
                 self._streams.discard(stream)
 
-    def end_streams(self) -> None:
+    def end_streams(self) -> int:
+        """End every open stream (and any that opens from now on); how many were open."""
         self.ending = True
+        count = len(self._streams)
         self.end_where(lambda stream: "gateway shutdown")
+        return count
 
     def end_where(self, why: Callable[[OpenStream], str]) -> None:
         """End every open stream for which `why` gives a reason ("" keeps it open)."""

@@ -5,6 +5,8 @@ unchanged connections, the fetched signing keys of unchanged identity providers.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import structlog
 import trio
@@ -47,15 +49,17 @@ def build_live(
     """The snapshot for `config`. Connectors live in `nursery`; one whose connection and
     limits are as in `previous` is kept, so its pool and credentials carry on."""
     connectors: dict[str, Connector] = {}
-    for conn in config.connections:
+    for index, conn in enumerate(config.connections):
         if previous and _same(previous[0], config, conn.name):
             connectors[conn.name] = previous[1].connectors[conn.name]
         else:
-            connectors[conn.name] = build_connector(conn, config.limits, nursery, metrics)
+            with _unusable_files(config, f"connections[{index}]"):
+                connectors[conn.name] = build_connector(conn, config.limits, nursery, metrics)
     if previous and previous[0].providers == config.providers:
         authenticator = previous[1].authenticator
     else:
-        authenticator = Authenticator(config.providers, metrics=metrics)
+        with _unusable_files(config, "identity.providers"):
+            authenticator = Authenticator(config.providers, metrics=metrics)
     grants = GrantedPolicies(config.policies, config.access_requests)
     return Live(
         authenticator=authenticator,
@@ -66,6 +70,15 @@ def build_live(
         routing=config.routing,
         recordings_dir=config.audit.recordings_dir,
     )
+
+
+@contextmanager
+def _unusable_files(config: Config, key: str) -> Iterator[None]:
+    """A CA or client certificate the loader found but TLS cannot use, as a `ConfigError`."""
+    try:
+        yield
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(str(config.source), f"cannot use its TLS files: {exc}", key=key) from None
 
 
 def _same(old: Config, new: Config, connection: str) -> bool:

@@ -67,7 +67,6 @@ async def run_until_signalled(
     """`run_gateway` until SIGTERM or SIGINT, then drain and stop; SIGHUP reloads the
     configuration file. `forward` passes SIGHUP and SIGTERM on (to the other workers). A
     second SIGTERM or SIGINT while draining stops at once."""
-    log = structlog.get_logger("l7proxy")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             server: Server = await nursery.start(partial(run_server, config, reuse_port=reuse_port))
@@ -77,10 +76,10 @@ async def run_until_signalled(
                 if signum == signal.SIGHUP:
                     server.reload()
                 elif server.gateway.draining:
-                    log.info("stopping now", signal=signal.Signals(signum).name)
+                    _log.info("stopping now", signal=signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                 else:
-                    log.info(
+                    _log.info(
                         "draining",
                         signal=signal.Signals(signum).name,
                         grace=server.config.limits.shutdown_grace,
@@ -156,9 +155,10 @@ class Server:
         self.control.draining.set()
         with trio.move_on_after(self.config.limits.shutdown_grace):
             await gateway.shutdown.wait_idle()
-        gateway.shutdown.end_streams()
+        ended = gateway.shutdown.end_streams()
         with trio.move_on_after(CLEANUP_TIMEOUT):
             await gateway.shutdown.wait_idle()
+        _log.info("drained", streams_ended=ended, requests_left=gateway.shutdown.in_flight)
 
 
 async def run_server(

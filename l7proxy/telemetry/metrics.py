@@ -47,41 +47,31 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
-        self.sts_calls = Counter(
-            "l7proxy_sts_calls",
-            "STS AssumeRole calls made for EKS connections.",
-            ["connection"],
-            registry=self.registry,
+        self.sts_calls = self._counter(
+            "l7proxy_sts_calls", "STS AssumeRole calls made for EKS connections.", "connection"
         )
-        self.sts_failures = Counter(
+        self.sts_failures = self._counter(
             "l7proxy_sts_call_failures",
             "STS AssumeRole calls that failed (refused, timed out, unreachable).",
-            ["connection"],
-            registry=self.registry,
+            "connection",
         )
-        self.token_cache_hits = Counter(
-            "l7proxy_eks_token_cache_hits",
-            "EKS tokens served from the cache.",
-            ["connection"],
-            registry=self.registry,
+        self.token_cache_hits = self._counter(
+            "l7proxy_eks_token_cache_hits", "EKS tokens served from the cache.", "connection"
         )
-        self.token_cache_misses = Counter(
+        self.token_cache_misses = self._counter(
             "l7proxy_eks_token_cache_misses",
             "EKS tokens minted because none was cached or the cached one was due.",
-            ["connection"],
-            registry=self.registry,
+            "connection",
         )
-        self.jwks_refreshes = Counter(
+        self.jwks_refreshes = self._counter(
             "l7proxy_jwks_refreshes",
             "Fetches of an identity provider's signing keys (JWKS), failed ones included.",
-            ["provider"],
-            registry=self.registry,
+            "provider",
         )
-        self.jwks_failures = Counter(
+        self.jwks_failures = self._counter(
             "l7proxy_jwks_refresh_failures",
             "Fetches of an identity provider's signing keys that failed.",
-            ["provider"],
-            registry=self.registry,
+            "provider",
         )
         self.reload_successful = Gauge(
             "l7proxy_config_last_reload_successful",
@@ -95,6 +85,9 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
+
+    def _counter(self, name: str, documentation: str, label: str) -> Counter:
+        return Counter(name, documentation, [label], registry=self.registry)
 
     def reloaded(self, *, successful: bool) -> None:
         self.reload_successful.set(1 if successful else 0)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from l7proxy import __version__
 from l7proxy.identity.login import (
@@ -22,6 +22,8 @@ from l7proxy.tools.demo import add_demo_arguments, run_demo
 
 if TYPE_CHECKING:
     from l7proxy.config.settings import Config, Connection, Limits
+
+_E = TypeVar("_E", bound=BaseException)
 
 # `l7proxy login` runs before every kubectl command that needs a token: it must start fast,
 # so the gateway's modules (trio, h2, the pipeline) are imported only by the commands that
@@ -290,6 +292,7 @@ def _serve(path: Path, *, is_worker: bool) -> int:
 
     configure_logging()
     tune_garbage_collector()
+    unusable: list[ConfigError] = []
     try:
         trio.run(
             partial(
@@ -299,9 +302,24 @@ def _serve(path: Path, *, is_worker: bool) -> int:
                 forward=children.forward,
             )
         )
+    except* ConfigError as group:  # a certificate or CA file the loader found but TLS refused
+        unusable += _leaves(group, ConfigError)
     finally:
         children.stop()
-    return 0
+    for error in unusable:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if unusable else 0
+
+
+def _leaves(group: BaseExceptionGroup[_E], kind: type[_E]) -> list[_E]:
+    """The exceptions of `kind` in `group`, however deeply nested."""
+    found: list[_E] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found += _leaves(exc, kind)
+        elif isinstance(exc, kind):
+            found.append(exc)
+    return found
 
 
 async def _migrate_state(config: Config) -> None:

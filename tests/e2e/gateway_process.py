@@ -25,13 +25,16 @@ class GatewayProcess:
     def signal(self, signum: signal.Signals) -> None:
         self.process.send_signal(signum)
 
-    async def wait_for_log(self, event: str, *, after: int = 0) -> dict[str, object]:
-        """The first service log line from index `after` on whose `event` is `event`."""
+    async def wait_for_log(
+        self, event: str, *, after: int = 0, count: int = 1
+    ) -> dict[str, object]:
+        """The `count`th service log line from index `after` on whose `event` is `event`
+        (a line per worker: `count` is the number of workers)."""
         with trio.move_on_after(60):
             while True:
-                for line in self.log[after:]:
-                    if line.get("event") == event:
-                        return line
+                found = [line for line in self.log[after:] if line.get("event") == event]
+                if len(found) >= count:
+                    return found[count - 1]
                 if self.ended:
                     break
                 self._logged = trio.Event()
@@ -60,10 +63,12 @@ async def close_process(process: trio.Process) -> None:
 
 
 @asynccontextmanager
-async def gateway_process(nursery: trio.Nursery, stack: Stack) -> AsyncIterator[GatewayProcess]:
+async def gateway_process(
+    nursery: trio.Nursery, stack: Stack, *, workers: int = 1
+) -> AsyncIterator[GatewayProcess]:
     """`l7proxy serve --config gateway.yaml` of `stack` (started with `in_process=False`),
-    listening, its log read in `nursery`; `stack.gateway_url` points at it. Killed on the
-    way out if still running."""
+    every one of its `workers` listening, their log read in `nursery`; `stack.gateway_url`
+    points at it. Killed on the way out if still running."""
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "l7proxy", "serve", "--config", str(stack.tmp / "gateway.yaml")],
         stdout=subprocess.DEVNULL,
@@ -72,7 +77,7 @@ async def gateway_process(nursery: trio.Nursery, stack: Stack) -> AsyncIterator[
     gateway = GatewayProcess(process)
     nursery.start_soon(gateway._read_log)
     try:
-        listening = await gateway.wait_for_log("listening")
+        listening = await gateway.wait_for_log("listening", count=workers)
         addresses = listening["addresses"]
         assert isinstance(addresses, list)
         stack.gateway_url = f"https://{addresses[0]}"

@@ -14,8 +14,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from l7proxy.wire.exchange import Exchange
 from l7proxy.wire.listener import Handle
 from tests.e2e.gateway_process import GatewayProcess, close_process, gateway_process
-from tests.e2e.stack import Stack, kubectl, kubectl_argv, kubectl_env, start_kubectl, start_stack
+from tests.e2e.stack import (
+    Stack,
+    _closed_port,
+    kubectl,
+    kubectl_argv,
+    kubectl_env,
+    start_kubectl,
+    start_stack,
+)
 from tests.e2e.test_http import curl
+from tests.e2e.test_metrics import scrape, value
 
 READER = ("ai-agents-readonly",)
 ADMIN = ("platform-admins",)
@@ -186,7 +195,7 @@ async def test_sigterm_answers_the_request_in_flight_ends_streams_after_the_grac
 ) -> None:
     held = HeldResponses()
     stack = await start_stack(
-        nursery, ca, tmp_path, upstream=held.handle, limits={"shutdown_grace": 3}, in_process=False
+        nursery, ca, tmp_path, upstream=held.handle, limits={"shutdown_grace": 2}, in_process=False
     )
     held.cluster = stack.cluster.handle
     async with gateway_process(nursery, stack) as gateway:
@@ -229,3 +238,57 @@ async def test_sigterm_answers_the_request_in_flight_ends_streams_after_the_grac
     assert execed["ended_by"] == "gateway shutdown"
     [session] = [e for e in stack.session_events() if e["type"] == "session.end"]
     assert session["ended_by"] == "gateway shutdown"
+
+
+async def test_with_two_workers_sighup_reloads_both_and_metrics_add_up_across_them(
+    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path
+) -> None:
+    stack = await start_stack(nursery, ca, tmp_path, in_process=False)
+    path = stack.tmp / "gateway.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["workers"] = 2
+    config["listen"]["address"] = f"127.0.0.1:{_closed_port()}"
+    path.write_text(yaml.safe_dump(config))
+    async with gateway_process(nursery, stack, workers=2) as gateway:
+        agent = stack.kubeconfig(stack.token("agent-7", READER), name="agent")
+        for _ in range(6):  # each kubectl a new connection: the kernel spreads them
+            assert (await kubectl(agent, "get", "configmaps")).returncode == 0
+        counts = set()
+        for _ in range(6):  # each scrape a new connection, answered by either worker
+            samples = await scrape(stack)
+            counts.add(
+                value(
+                    samples,
+                    "l7proxy_requests_total",
+                    connection="dev",
+                    verb="list",
+                    decision="allow",
+                    code="200",
+                )
+            )
+        assert len(counts) == 1, counts  # the same sum whichever worker answers
+        assert counts.pop() >= 6
+
+        tighten(stack)
+        mark = len(gateway.log)
+        gateway.signal(signal.SIGHUP)  # the parent only
+        await gateway.wait_for_log("configuration reloaded", after=mark, count=2)
+        for _ in range(6):
+            assert b"Forbidden" in (await kubectl(agent, "get", "configmaps")).stderr
+
+        good = path.read_text()
+        path.write_text(good.replace("connection: dev", "connection: nowhere", 1))
+        mark = len(gateway.log)
+        gateway.signal(signal.SIGHUP)
+        failed = "configuration reload failed; the running configuration stays"
+        await gateway.wait_for_log(failed, after=mark, count=2)
+        assert len(reload_errors(gateway, mark)) == 2  # one located error per worker
+        for _ in range(3):
+            assert value(await scrape(stack), "l7proxy_config_last_reload_successful") == 0
+
+        mark = len(gateway.log)
+        gateway.signal(signal.SIGTERM)
+        with trio.fail_after(60):
+            assert await gateway.process.wait() == 0
+        draining = [line for line in gateway.log[mark:] if line.get("event") == "draining"]
+        assert len(draining) == 2

@@ -1282,6 +1282,13 @@ def test_limits_must_be_positive(tmp_path: Path) -> None:
     assert_error(tmp_path, text, "limits:", "limits.idle_timeout: expected a number > 0, got 0")
 
 
+def test_the_shutdown_grace_is_a_positive_number_of_seconds(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE + "limits: {shutdown_grace: 2.5}\n").limits.shutdown_grace == 2.5
+    assert load(tmp_path, BASE).limits.shutdown_grace == 30.0
+    text = BASE + "limits: {shutdown_grace: 0}\n"
+    assert_error(tmp_path, text, "limits:", "limits.shutdown_grace: expected a number > 0, got 0")
+
+
 def test_limits_must_be_finite(tmp_path: Path) -> None:
     text = BASE + "limits: {max_stream_duration: .inf}\n"
     assert_error(
