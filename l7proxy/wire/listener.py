@@ -117,7 +117,7 @@ class _ConnectionHandler:
                 server_name = tls.server_name()
                 transport = tls
             if alpn == "h2":
-                await serve_h2(
+                failure = await serve_h2(
                     transport,
                     client_addr,
                     self.limits,
@@ -125,6 +125,13 @@ class _ConnectionHandler:
                     self._refuse_h2,
                     server_name=server_name,
                 )
+                if failure is not None:
+                    log.debug(
+                        "connection ended",
+                        client_addr=client_addr,
+                        error=failure.error_code.name,
+                        reason=failure.reason,
+                    )
             else:
                 conn = H1ServerConnection(
                     transport, client_addr, self.limits, server_name=server_name
