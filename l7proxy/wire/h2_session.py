@@ -388,7 +388,7 @@ class H2Session:
                 await self._fail(failure)
                 return
             await self._flush_quietly()
-            if self.goaway_received and not self.streams:
+            if self.goaway_received and all(s.is_reset for s in self.streams.values()):
                 return
             if self._settings_received and not header_block_pending(self.conn):
                 head_deadline = math.inf
@@ -460,7 +460,9 @@ class H2Session:
                 self.window_opened.fire()
             case h2.events.ConnectionTerminated():
                 self.goaway_received = True
-                last = event.last_stream_id or 0
+                # h2 sends nothing after a GOAWAY. A client's streams up to the last one
+                # named may still be answered by the server; a server's streams are done.
+                last = (event.last_stream_id or 0) if self.client_side else 0
                 for sid, stream in list(self.streams.items()):
                     if sid > last:
                         stream._on_reset(int(h2.errors.ErrorCodes.REFUSED_STREAM))

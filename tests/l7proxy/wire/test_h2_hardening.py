@@ -125,6 +125,29 @@ async def test_a_stream_reset_by_the_client_as_it_is_refused_ends_quietly() -> N
     assert seen.finished == [1]
 
 
+async def _stream_forever(seen: Seen, exchange: H2Exchange) -> None:
+    """A watch: events until the client goes."""
+    seen.started.append(exchange.stream.id)
+    await exchange.start_response(200, [])
+    while True:
+        await exchange.send(b"event\n")
+        await trio.sleep(0.01)
+
+
+async def test_a_client_goaway_during_a_streaming_answer_ends_the_connection_quietly() -> None:
+    """After the client's GOAWAY h2 refuses to send anything more: the streaming handler
+    learns that its client is gone, as from a reset."""
+    with trio.fail_after(10):
+        async with gateway(handler=_stream_forever) as (client, seen):
+            await client.handshake()
+            await client.send(client.headers(1, end_stream=True))
+            await client.until(lambda f: isinstance(f, DataFrame) and f.stream_id == 1)
+            await client.send(GoAwayFrame(0, last_stream_id=0x7FFFFFFF, error_code=0))
+            await client.read_to_end()
+    assert seen.started == [1]
+    assert client.body(1).startswith(b"event\n")
+
+
 # -- streams over the concurrency limit ------------------------------------------------------
 
 
