@@ -114,7 +114,7 @@ class H2Stream:
         self.head_received = trio.Event()
         self.cancel_scope = trio.CancelScope()
         self.bodyless = False  # the request's HEADERS frame ended the stream
-        self.response_ended = False  # we sent END_STREAM
+        self.end_sent = False  # we sent END_STREAM (server side: the response is whole)
         self._inbound: deque[tuple[bytes, int]] = deque()
         self._ended = False
         self._reset_code: int | None = None
@@ -177,7 +177,7 @@ class H2Stream:
         self._check_open()
         with _stream_errors(self.id):
             self.session.conn.send_headers(self.id, headers, end_stream=end_stream)
-        self.response_ended = end_stream
+        self.end_sent = self.end_sent or end_stream
         await self.session.flush()
 
     async def send(self, data: bytes) -> None:
@@ -212,7 +212,7 @@ class H2Stream:
         self._check_open()
         with _stream_errors(self.id):
             self.session.conn.end_stream(self.id)
-        self.response_ended = True
+        self.end_sent = True
         await self.session.flush()
 
     async def reset(self, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
@@ -450,7 +450,7 @@ class H2Session:
                     stream._on_end()
             case h2.events.StreamReset(stream_id=sid) if sid is not None:
                 if (stream := self.streams.get(sid)) is not None:
-                    if not stream.response_ended:
+                    if not stream.end_sent:
                         self._resets.churn()
                     stream._on_reset(int(event.error_code or 0))
             case h2.events.RemoteSettingsChanged():
@@ -494,7 +494,7 @@ class H2Session:
             with stream.cancel_scope:
                 await on_request(stream)
         finally:
-            if stream.response_ended:
+            if stream.end_sent:
                 self._resets.serve()
             self.forget(stream)
 
