@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import h2.errors
 import pytest
+import structlog.testing
 import trio
+import trio.testing
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -23,6 +26,8 @@ from hyperframe.frame import (
 )
 
 from l7proxy.config.settings import Limits
+from l7proxy.wire import listener
+from l7proxy.wire.exchange import Exchange
 from l7proxy.wire.h2_guard import RESET_ALLOWANCE_FACTOR
 from l7proxy.wire.h2_server import H2Exchange, serve_h2
 from l7proxy.wire.listener import answer_refusal
@@ -193,6 +198,45 @@ async def test_rapid_reset_is_answered_with_goaway_enhance_your_calm() -> None:
     assert goaway is not None and goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     # Each handler started is one reset the budget allowed: then the connection went.
     assert len(seen.started) <= RESET_ALLOWANCE_FACTOR * Limits().max_concurrent_streams + 1
+
+
+async def test_rapid_reset_through_the_listener_leaves_a_debug_line_and_no_error() -> None:
+    async def handle(exchange: Exchange) -> None:
+        await exchange.start_response(200, [])
+        await exchange.finish()
+
+    with structlog.testing.capture_logs() as logs, trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            serve = partial(
+                listener.serve,
+                handle,
+                host="127.0.0.1",
+                port=0,
+                ssl_context=server_context(),
+                limits=Limits(),
+            )
+            [(host, port)] = await nursery.start(serve)
+            tcp = await trio.open_tcp_stream(host, port)
+            tls = trio.SSLStream(tcp, client_context(), server_hostname="gateway.test")
+            client = RawH2Client(tls)
+            await client.handshake()
+            for first in range(1, 4000, 100):
+                await client.send(
+                    *[
+                        frame
+                        for sid in range(first, first + 100, 2)
+                        for frame in (client.headers(sid), RstStreamFrame(sid, error_code=8))
+                    ]
+                )
+            goaway = await client.until_goaway()
+            await tls.aclose()
+            while not logs:  # the connection's task logs as it ends
+                await trio.testing.wait_all_tasks_blocked(0.01)
+            nursery.cancel_scope.cancel()
+    assert goaway is not None and goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert [(line["event"], line["log_level"], line.get("error")) for line in logs] == [
+        ("connection ended", "debug", "ENHANCE_YOUR_CALM")
+    ]
 
 
 async def test_a_client_that_cancels_fewer_streams_than_it_completes_is_never_cut_off() -> None:
