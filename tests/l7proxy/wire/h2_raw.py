@@ -114,10 +114,3 @@ class RawH2Client:
         return b"".join(
             f.data for f in self.frames if isinstance(f, DataFrame) and f.stream_id == stream_id
         )
-
-    def ended(self, stream_id: int) -> bool:
-        return any(
-            f.stream_id == stream_id and "END_STREAM" in f.flags
-            for f in self.frames
-            if isinstance(f, DataFrame | HeadersFrame)
-        )
