@@ -37,6 +37,14 @@ Handler = Callable[["H1Exchange"], Awaitable[None]]
 Refuse = Callable[["H1ServerConnection", StatusReason, str], Awaitable[None]]
 
 
+def without_quotes(exc: h11.RemoteProtocolError) -> str:
+    """h11's message for `exc` without the bytes it quotes (`illegal header line: b'…'`):
+    they are the client's, and a header line or a chunk may carry a token or body."""
+    message = str(exc)
+    cut = min((i for q in ("bytearray(", "b'", 'b"') if (i := message.find(q)) >= 0), default=-1)
+    return message if cut < 0 else message[:cut].rstrip(" :")
+
+
 def reason_phrase(status: int) -> bytes:
     """RFC 9110's reason phrase for `status` (empty for a code it does not name): clients
     such as `h2load --h1` and the Python kubernetes client show or parse it."""
@@ -318,7 +326,9 @@ class H1ServerConnection:
     async def refuse_body(self, exc: h11.RemoteProtocolError, response_started: bool) -> None:
         """A request body whose framing broke: 400 if we can still answer, then close."""
         if self._refuse is not None and not response_started:
-            await self._refuse(self, StatusReason.BadRequest, f"malformed request body: {exc}")
+            await self._refuse(
+                self, StatusReason.BadRequest, f"malformed request body: {without_quotes(exc)}"
+            )
 
     async def _refuse_malformed(self, exc: h11.RemoteProtocolError, refuse: Refuse) -> None:
         if exc.error_status_hint == 431:
@@ -333,7 +343,9 @@ class H1ServerConnection:
                     "request header fields are too large",
                 )
         else:
-            await refuse(self, StatusReason.BadRequest, f"malformed HTTP/1.1 request: {exc}")
+            await refuse(
+                self, StatusReason.BadRequest, f"malformed HTTP/1.1 request: {without_quotes(exc)}"
+            )
 
     async def _watch_for_close(self, exchange: H1Exchange, scope: trio.CancelScope) -> None:
         """Once the request body is read, a closed socket cancels the request's handler.

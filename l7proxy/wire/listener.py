@@ -139,7 +139,7 @@ class _ConnectionHandler:
                 server_name = tls.server_name()
                 transport = tls
             if alpn == "h2":
-                await serve_h2(
+                failure = await serve_h2(
                     transport,
                     client_addr,
                     self.limits,
@@ -148,6 +148,13 @@ class _ConnectionHandler:
                     server_name=server_name,
                     draining=self.control.draining,
                 )
+                if failure is not None:
+                    log.debug(
+                        "connection ended",
+                        client_addr=client_addr,
+                        error=failure.error_code.name,
+                        reason=failure.reason,
+                    )
             else:
                 conn = H1ServerConnection(
                     transport,
