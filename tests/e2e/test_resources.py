@@ -43,8 +43,9 @@ async def test_kubectl_get_events_shows_the_pod_starts(stack: Stack) -> None:
     table = (await kubectl(kc, "get", "events", check=True)).stdout.decode().splitlines()
     assert table[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert {tuple(line.split()[1:4]) for line in table[1:]} == {
-        ("Normal", "Started", "pod/web-1"),
-        ("Normal", "Started", "pod/web-2"),
+        ("Normal", reason, f"pod/{pod}")
+        for reason in ("Scheduled", "Pulled", "Created", "Started")
+        for pod in ("web-1", "web-2")
     }
     raw = await kubectl(kc, "get", "events.v1.events.k8s.io", "-o", "json", check=True)
     assert json.loads(raw.stdout)["items"] == []

@@ -206,11 +206,20 @@ def _object_body(exchange: Exchange, rtype: ResourceType, body: bytes) -> Obj:
     return obj
 
 
-def _dry_run(params: dict[str, str]) -> bool:
-    value = params.get("dryRun", "")
-    if value not in ("", "All"):
-        raise bad_request(f"unsupported dry run option: {value!r}")
-    return value == "All"
+def _dry_run(method: str, params: dict[str, str], body: bytes) -> bool:
+    """`dryRun=All` from the query, or for a DELETE from the DeleteOptions body (kubectl
+    sends it there)."""
+    values = [params["dryRun"]] if "dryRun" in params else []
+    if method == "DELETE" and body.strip():
+        options = parse_json(body)
+        listed = options.get("dryRun") if isinstance(options, dict) else None
+        if listed is not None and not isinstance(listed, list):
+            raise bad_request("DeleteOptions.dryRun must be a list")
+        values += listed or []
+    for value in values:
+        if value not in ("", "All"):
+            raise bad_request(f"unsupported dry run option: {value!r}")
+    return "All" in values
 
 
 class ResourceApi:
@@ -298,7 +307,7 @@ class ResourceApi:
     def _write(
         self, exchange: Exchange, method: str, target: Target, params: dict[str, str], body: bytes
     ) -> tuple[int, Obj]:
-        store, rtype, dry_run = self._store, target.rtype, _dry_run(params)
+        store, rtype, dry_run = self._store, target.rtype, _dry_run(method, params, body)
         namespace = target.namespace
         if not target.name:
             if method == "POST" and namespace is not None:

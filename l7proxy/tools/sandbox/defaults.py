@@ -1,8 +1,8 @@
 """What kube's registry strategies and controllers would do to an object, done at once.
 
-`validate` rejects the malformed shapes the sandbox would otherwise trip over. There are
-no controllers here: a pod is Running the moment it is created, a deployment's status
-reports every replica ready, a service gets a cluster IP. That is what a demo and an
+`validate` rejects the malformed shapes the sandbox would otherwise trip over. A pod is
+Running the moment it is created, a service gets a cluster IP (the controllers that own
+deployments' and replica sets' pods and status are in `controllers`). That is what a demo and an
 end-to-end test need to see from `kubectl get`, `wait` and `rollout status`.
 """
 
@@ -16,6 +16,7 @@ from l7proxy.tools.sandbox.resources import (
     DEPLOYMENTS,
     NAMESPACES,
     PODS,
+    REPLICA_SETS,
     SECRETS,
     SERVICES,
     ResourceType,
@@ -24,7 +25,7 @@ from l7proxy.tools.sandbox.status import invalid
 
 Obj = dict[str, Any]
 
-NODE_NAME = "sandbox-node"
+NODE_NAME = "sandbox-node-1"
 _HOST_IP = "10.0.0.10"
 
 
@@ -100,41 +101,12 @@ def _pod_status(obj: Obj, now: str, ordinal: int) -> Obj:
     }
 
 
-def _deployment(obj: Obj, old: Obj | None) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("replicas", 1)
-    meta = obj["metadata"]
+def _generation(obj: Obj, old: Obj | None) -> None:
+    """metadata.generation: 1 on create, one more for each change of spec."""
     generation = 1 if old is None else int(old["metadata"].get("generation", 1))
-    if old is not None and old.get("spec") != spec:
+    if old is not None and old.get("spec") != obj.get("spec"):
         generation += 1
-    meta["generation"] = generation
-    replicas = spec["replicas"]
-    since = meta["creationTimestamp"]  # fixed, so a no-op update stays a no-op
-    obj["status"] = {
-        "observedGeneration": generation,
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": replicas,
-        "availableReplicas": replicas,
-        "conditions": [
-            {
-                "type": "Available",
-                "status": "True",
-                "reason": "MinimumReplicasAvailable",
-                "message": "Deployment has minimum availability.",
-                "lastUpdateTime": since,
-                "lastTransitionTime": since,
-            },
-            {
-                "type": "Progressing",
-                "status": "True",
-                "reason": "NewReplicaSetAvailable",
-                "message": f'ReplicaSet "{meta["name"]}" has successfully progressed.',
-                "lastUpdateTime": since,
-                "lastTransitionTime": since,
-            },
-        ],
-    }
+    obj["metadata"]["generation"] = generation
 
 
 def prepare(rtype: ResourceType, obj: Obj, old: Obj | None, *, now: str, ordinal: int) -> None:
@@ -142,8 +114,9 @@ def prepare(rtype: ResourceType, obj: Obj, old: Obj | None, *, now: str, ordinal
 
     On update the caller has already carried `status` over from `old` (or `spec`, for a
     status subresource write), as kube's update strategies do."""
-    if rtype is DEPLOYMENTS:
-        _deployment(obj, old)
+    if rtype in (DEPLOYMENTS, REPLICA_SETS):
+        obj.setdefault("spec", {}).setdefault("replicas", 1)
+        _generation(obj, old)
     elif rtype is PODS:
         spec = obj.setdefault("spec", {})
         spec.setdefault("nodeName", NODE_NAME)

@@ -34,13 +34,14 @@ from l7proxy.tools.sandbox.status import (
 )
 
 Obj = dict[str, Any]
+Reaction = Callable[[ResourceType, str, Obj], None]
 
 PROTECTED_NAMESPACES = frozenset({"default", "kube-system"})
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAMESPACE_MISMATCH = (
     "the namespace of the provided object does not match the namespace sent on the request"
 )
-_GENERATED_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # kube's generateName alphabet
+GENERATED_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # kube's generateName alphabet
 
 
 def rfc3339(seconds: float) -> str:
@@ -135,6 +136,11 @@ class Store:
         self._floor = 0  # watches may resume from any resourceVersion >= this
         self._watchers: set[Watcher] = set()
         self._watch_buffer = watch_buffer
+        self._reactions: list[Reaction] = []
+
+    def on_change(self, reaction: Reaction) -> None:
+        """Call `reaction(rtype, type, obj)` after every stored change; it may write too."""
+        self._reactions.append(reaction)
 
     @property
     def resource_version(self) -> int:
@@ -171,7 +177,7 @@ class Store:
         if rtype.namespaced and (meta.get("namespace") or namespace) != namespace:
             raise bad_request(_NAMESPACE_MISMATCH)
         if not meta.get("name") and meta.get("generateName"):
-            suffix = "".join(random.choices(_GENERATED_CHARS, k=5))
+            suffix = "".join(random.choices(GENERATED_CHARS, k=5))
             meta["name"] = f"{meta['generateName']}{suffix}"
         name = meta.get("name")
         if not isinstance(name, str) or not name:
@@ -269,6 +275,8 @@ class Store:
         change = _Change(self._rv, rtype, kind, obj, previous)
         self._history.append(change)
         self._watchers.difference_update([w for w in self._watchers if not w.offer(change)])
+        for react in self._reactions:
+            react(rtype, kind, obj)
 
     def watch(
         self,
