@@ -6,6 +6,7 @@ from __future__ import annotations
 import kubernetes
 import kubernetes_asyncio
 import lightkube
+from kubernetes_asyncio.stream import WsApiClient
 
 from tests.e2e.stack import Stack
 
@@ -22,14 +23,25 @@ def official(stack: Stack, token: str, connection: str = "dev") -> kubernetes.cl
     return kubernetes.client.ApiClient(config)
 
 
-def asyncio_client(
-    stack: Stack, token: str, connection: str = "dev"
-) -> kubernetes_asyncio.client.ApiClient:
+def _asyncio_config(
+    stack: Stack, token: str, connection: str
+) -> kubernetes_asyncio.client.Configuration:
     config = kubernetes_asyncio.client.Configuration()
     config.host = _server(stack, connection)
     config.ssl_ca_cert = str(stack.tmp / "ca.pem")
     config.api_key = {"BearerToken": f"Bearer {token}"}  # this client's name for the key
-    return kubernetes_asyncio.client.ApiClient(config)
+    return config
+
+
+def asyncio_client(
+    stack: Stack, token: str, connection: str = "dev"
+) -> kubernetes_asyncio.client.ApiClient:
+    return kubernetes_asyncio.client.ApiClient(_asyncio_config(stack, token, connection))
+
+
+def asyncio_ws_client(stack: Stack, token: str, connection: str = "dev") -> WsApiClient:
+    """kubernetes-asyncio's client for exec, over `v4.channel.k8s.io`."""
+    return WsApiClient(_asyncio_config(stack, token, connection))
 
 
 def lightkube_client(stack: Stack, token: str, connection: str = "dev") -> lightkube.Client:
