@@ -131,6 +131,10 @@ def _merge_view(target: Target, current: Obj, view: Obj) -> Obj:
     full = copy.deepcopy(current)
     if target.subresource == "status":
         full["status"] = view.get("status", {})
+    elif target.subresource == "ephemeralcontainers":
+        spec = view.get("spec")
+        added = spec.get("ephemeralContainers") if isinstance(spec, dict) else None
+        full["spec"]["ephemeralContainers"] = _ephemeral(target, current, added)
     else:
         spec = view.get("spec")
         replicas = spec.get("replicas") if isinstance(spec, dict) else None
@@ -141,6 +145,32 @@ def _merge_view(target: Target, current: Obj, view: Obj) -> Obj:
         full["spec"]["replicas"] = replicas
     full["metadata"]["resourceVersion"] = precondition
     return full
+
+
+def _ephemeral(target: Target, current: Obj, containers: Any) -> list[Obj]:
+    """The pod's ephemeral containers after a write: kube lets them be added, never
+    changed or removed."""
+    if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+        raise invalid(target.rtype, target.name, "spec.ephemeralContainers: must be a list")
+    before = {c.get("name"): c for c in current["spec"].get("ephemeralContainers") or []}
+    after = {c.get("name"): c for c in containers}
+    taken = {c.get("name") for c in current["spec"].get("containers") or []}
+    for name, old in before.items():
+        if after.get(name) != old:
+            raise invalid(
+                target.rtype,
+                target.name,
+                f'spec.ephemeralContainers: Forbidden: existing ephemeral container "{name}" '
+                "may not be changed",
+            )
+    for name, new in after.items():
+        if not name or not new.get("image") or (name in taken and name not in before):
+            raise invalid(
+                target.rtype,
+                target.name,
+                f"spec.ephemeralContainers[{name}]: a unique name and an image are required",
+            )
+    return containers
 
 
 def _patch(exchange: Exchange, target: Target, current: Obj, body: bytes) -> Obj:

@@ -85,20 +85,37 @@ def _pod_status(obj: Obj, now: str, ordinal: int) -> Obj:
         "podIP": f"10.244.{ordinal // 250 % 250}.{ordinal % 250 + 2}",
         "startTime": now,
         "qosClass": "BestEffort",
-        "containerStatuses": [
-            {
-                "name": c.get("name", ""),
-                "image": c.get("image", ""),
-                "imageID": f"sandbox://{c.get('image', '')}",
-                "containerID": f"sandbox://{ordinal}-{c.get('name', '')}",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": now}},
-            }
-            for c in containers
-        ],
+        "containerStatuses": [_container_status(c, now, ordinal) for c in containers],
     }
+
+
+def _container_status(container: Obj, now: str, ordinal: int) -> Obj:
+    """A container the kubelet has started: running since `now`."""
+    name, image = container.get("name", ""), container.get("image", "")
+    return {
+        "name": name,
+        "image": image,
+        "imageID": f"sandbox://{image}",
+        "containerID": f"sandbox://{ordinal}-{name}",
+        "ready": True,
+        "started": True,
+        "restartCount": 0,
+        "state": {"running": {"startedAt": now}},
+    }
+
+
+def _start_ephemeral(obj: Obj, now: str, ordinal: int) -> None:
+    """Ephemeral containers start as soon as they are added, as the kubelet starts them."""
+    status = obj.setdefault("status", {})
+    started = status.get("ephemeralContainerStatuses") or []
+    names = {s.get("name") for s in started}
+    new = [
+        {**_container_status(c, now, ordinal), "ready": False}
+        for c in obj["spec"].get("ephemeralContainers") or []
+        if c.get("name") not in names
+    ]
+    if new:
+        status["ephemeralContainerStatuses"] = [*started, *new]
 
 
 def _generation(obj: Obj, old: Obj | None) -> None:
@@ -123,6 +140,7 @@ def prepare(rtype: ResourceType, obj: Obj, old: Obj | None, *, now: str, ordinal
         spec.setdefault("restartPolicy", "Always")
         if old is None:
             obj["status"] = _pod_status(obj, now, ordinal)
+        _start_ephemeral(obj, now, ordinal)
     elif rtype is SERVICES:
         spec = obj.setdefault("spec", {})
         spec.setdefault("type", "ClusterIP")
