@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from l7proxy.tools.sandbox.portforward import serve_portforward
 from l7proxy.tools.sandbox.resources import UPGRADE_SUBRESOURCES, ResourceType, lookup
 from l7proxy.tools.sandbox.selectors import Selector
 from l7proxy.tools.sandbox.status import (
+    FieldError,
     bad_request,
     invalid,
     method_not_allowed,
@@ -135,14 +137,9 @@ def _merge_view(target: Target, current: Obj, view: Obj) -> Obj:
         spec = view.get("spec")
         added = spec.get("ephemeralContainers") if isinstance(spec, dict) else None
         full["spec"]["ephemeralContainers"] = _ephemeral(target, current, added)
-    else:
+    else:  # scale: the store's validation checks the replicas
         spec = view.get("spec")
-        replicas = spec.get("replicas") if isinstance(spec, dict) else None
-        if not isinstance(replicas, int) or replicas < 0:
-            raise invalid(
-                target.rtype, target.name, "spec.replicas: must be a non-negative integer"
-            )
-        full["spec"]["replicas"] = replicas
+        full["spec"]["replicas"] = spec.get("replicas") if isinstance(spec, dict) else None
     full["metadata"]["resourceVersion"] = precondition
     return full
 
@@ -150,26 +147,27 @@ def _merge_view(target: Target, current: Obj, view: Obj) -> Obj:
 def _ephemeral(target: Target, current: Obj, containers: Any) -> list[Obj]:
     """The pod's ephemeral containers after a write: kube lets them be added, never
     changed or removed."""
+    field = "spec.ephemeralContainers"
     if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
-        raise invalid(target.rtype, target.name, "spec.ephemeralContainers: must be a list")
+        raise invalid(target.rtype, target.name, FieldError(field, "Invalid", "must be a list"))
     before = {c.get("name"): c for c in current["spec"].get("ephemeralContainers") or []}
     after = {c.get("name"): c for c in containers}
     taken = {c.get("name") for c in current["spec"].get("containers") or []}
-    for name, old in before.items():
-        if after.get(name) != old:
-            raise invalid(
-                target.rtype,
-                target.name,
-                f'spec.ephemeralContainers: Forbidden: existing ephemeral container "{name}" '
-                "may not be changed",
-            )
-    for name, new in after.items():
-        if not name or not new.get("image") or (name in taken and name not in before):
-            raise invalid(
-                target.rtype,
-                target.name,
-                f"spec.ephemeralContainers[{name}]: a unique name and an image are required",
-            )
+    errors = [
+        FieldError(field, "Forbidden", f'existing ephemeral containers "{name}" may not be changed')
+        for name, old in before.items()
+        if after.get(name) != old
+    ]
+    for index, new in enumerate(containers):
+        at, name = f"{field}[{index}]", new.get("name")
+        if not name:
+            errors.append(FieldError(f"{at}.name", "Required"))
+        elif name in taken:
+            errors.append(FieldError(f"{at}.name", "Duplicate", value=json.dumps(name)))
+        if not new.get("image"):
+            errors.append(FieldError(f"{at}.image", "Required"))
+    if errors:
+        raise invalid(target.rtype, target.name, *errors)
     return containers
 
 
@@ -190,7 +188,7 @@ def _patch(exchange: Exchange, target: Target, current: Obj, body: bytes) -> Obj
         else:
             raise unsupported_media_type(media_type)
     except PatchError as err:
-        raise invalid(target.rtype, target.name, str(err)) from err
+        raise invalid(target.rtype, target.name, FieldError("patch", "Invalid", str(err))) from err
     return patched
 
 

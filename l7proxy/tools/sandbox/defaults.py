@@ -9,6 +9,7 @@ end-to-end test need to see from `kubectl get`, `wait` and `rollout status`.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from l7proxy.tools.sandbox.resources import (
@@ -21,11 +22,12 @@ from l7proxy.tools.sandbox.resources import (
     SERVICES,
     ResourceType,
 )
-from l7proxy.tools.sandbox.status import invalid
+from l7proxy.tools.sandbox.status import FieldError, invalid
 
 Obj = dict[str, Any]
 
 NODE_NAME = "sandbox-node-1"
+_STRINGS = "must map strings to strings"
 _HOST_IP = "10.0.0.10"
 
 
@@ -40,28 +42,34 @@ def validate(rtype: ResourceType, obj: Obj) -> None:
     name = str(meta.get("name", ""))
     for key in ("labels", "annotations"):
         if meta.get(key) is not None and not _string_map(meta[key]):
-            raise invalid(
-                rtype, name, f"metadata.{key}: Invalid value: must map strings to strings"
-            )
+            raise invalid(rtype, name, FieldError(f"metadata.{key}", "Invalid", _STRINGS))
     for key in ("spec", "status", "data"):
         if obj.get(key, {}) is None:
             del obj[key]  # JSON null is absent
         elif not isinstance(obj.get(key, {}), dict):
-            raise invalid(rtype, name, f"{key}: Invalid value: must be an object")
+            raise invalid(rtype, name, FieldError(key, "Invalid", "must be an object"))
     if rtype in (CONFIGMAPS, SECRETS):
         for key in ("data", "stringData"):
             if obj.get(key) is not None and not _string_map(obj[key]):
-                raise invalid(rtype, name, f"{key}: Invalid value: must map strings to strings")
+                raise invalid(rtype, name, FieldError(key, "Invalid", _STRINGS))
     if rtype is PODS:
         containers = obj.get("spec", {}).get("containers")
         if not isinstance(containers, list) or not containers:
-            raise invalid(rtype, name, "spec.containers: Required value")
-        if not all(isinstance(c, dict) and c.get("name") for c in containers):
-            raise invalid(rtype, name, "spec.containers[].name: Required value")
-    if rtype is DEPLOYMENTS:
+            raise invalid(rtype, name, FieldError("spec.containers", "Required"))
+        unnamed = [
+            FieldError(f"spec.containers[{i}].name", "Required")
+            for i, c in enumerate(containers)
+            if not isinstance(c, dict) or not c.get("name")
+        ]
+        if unnamed:
+            raise invalid(rtype, name, *unnamed)
+    if rtype in (DEPLOYMENTS, REPLICA_SETS):
         replicas = obj.get("spec", {}).get("replicas", 0)
-        if not isinstance(replicas, int) or replicas < 0:
-            raise invalid(rtype, name, "spec.replicas: must be a non-negative integer")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            why = "must be greater than or equal to 0"
+            raise invalid(
+                rtype, name, FieldError("spec.replicas", "Invalid", why, json.dumps(replicas))
+            )
 
 
 def _pod_status(obj: Obj, now: str, ordinal: int) -> Obj:

@@ -9,6 +9,7 @@ and the fan-out to watchers, is atomic with respect to other tasks.
 from __future__ import annotations
 
 import copy
+import json
 import random
 import re
 import uuid
@@ -24,6 +25,7 @@ from l7proxy.tools.sandbox import defaults
 from l7proxy.tools.sandbox.resources import ALL, NAMESPACES, ResourceType
 from l7proxy.tools.sandbox.selectors import Selector
 from l7proxy.tools.sandbox.status import (
+    FieldError,
     already_exists,
     bad_request,
     conflict,
@@ -182,13 +184,17 @@ class Store:
         name = meta.get("name")
         if not isinstance(name, str) or not name:
             raise invalid(
-                rtype, "", "metadata.name: Required value: name or generateName is required"
+                rtype,
+                "",
+                FieldError("metadata.name", "Required", "name or generateName is required"),
             )
         if len(name) > 253 or not _NAME.fullmatch(name):
+            why = (
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                "characters, '-' or '.'"
+            )
             raise invalid(
-                rtype,
-                name,
-                f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain',
+                rtype, name, FieldError("metadata.name", "Invalid", why, json.dumps(name))
             )
         if rtype.namespaced and ("", namespace) not in self._objects[NAMESPACES.key]:
             raise not_found(NAMESPACES, namespace)

@@ -359,3 +359,52 @@ async def test_a_dry_run_delete_in_delete_options_keeps_the_object(call: Call) -
     assert (await call("GET", f"{PODS}/web-1")).status == 200
     bad = await call("DELETE", f"{PODS}/web-1", {"dryRun": ["Some"]})
     assert (bad.status, bad.json()["message"]) == (400, "unsupported dry run option: 'Some'")
+
+
+async def test_invalid_names_the_kind_and_carries_a_cause_per_field(call: Call) -> None:
+    body = {"metadata": {"name": "api"}, "spec": {"replicas": -1}}
+    response = await call("POST", DEPLOYMENTS, body)
+    assert response.status == 422
+    assert response.json()["message"] == (
+        'Deployment.apps "api" is invalid: spec.replicas: Invalid value: -1: '
+        "must be greater than or equal to 0"
+    )
+    assert response.json()["details"] == {
+        "name": "api",
+        "kind": "Deployment",
+        "group": "apps",
+        "causes": [
+            {
+                "reason": "FieldValueInvalid",
+                "message": "Invalid value: -1: must be greater than or equal to 0",
+                "field": "spec.replicas",
+            }
+        ],
+    }
+    two = {"metadata": {"name": "p"}, "spec": {"containers": [{}, {"name": "ok"}, {}]}}
+    listed = (await call("POST", PODS, two)).json()
+    assert listed["message"] == (
+        'Pod "p" is invalid: [spec.containers[0].name: Required value, '
+        "spec.containers[2].name: Required value]"
+    )
+    assert [c["field"] for c in listed["details"]["causes"]] == [
+        "spec.containers[0].name",
+        "spec.containers[2].name",
+    ]
+
+
+async def test_conflict_and_already_exists_carry_the_resource_in_details(call: Call) -> None:
+    body = {"metadata": {"name": "c"}}
+    await call("POST", CONFIGMAPS, body)
+    exists = (await call("POST", CONFIGMAPS, body)).json()
+    assert (exists["reason"], exists["details"]) == (
+        "AlreadyExists",
+        {"name": "c", "kind": "configmaps"},
+    )
+    stale = {"metadata": {"name": "c", "resourceVersion": "1"}, "data": {"a": "b"}}
+    conflict = (await call("PUT", f"{CONFIGMAPS}/c", stale)).json()
+    assert (conflict["code"], conflict["reason"], conflict["details"]) == (
+        409,
+        "Conflict",
+        {"name": "c", "kind": "configmaps"},
+    )

@@ -36,8 +36,17 @@ async def test_ephemeral_containers_may_not_change_or_lack_an_image(call: Call) 
     current["spec"]["ephemeralContainers"][0]["image"] = "other"
     changed = await call("PUT", EPHEMERAL, current)
     assert changed.status == 422
-    assert 'existing ephemeral container "dbg" may not be changed' in changed.json()["message"]
+    assert changed.json()["message"] == (
+        'Pod "web-1" is invalid: spec.ephemeralContainers: Forbidden: '
+        'existing ephemeral containers "dbg" may not be changed'
+    )
     no_image = await call("PATCH", EPHEMERAL, _add({"name": "x"}), content_type=SMP)
     assert no_image.status == 422
+    [cause] = no_image.json()["details"]["causes"]
+    assert cause == {
+        "reason": "FieldValueRequired",
+        "message": "Required value",
+        "field": "spec.ephemeralContainers[1].image",
+    }
     clash = await call("PATCH", EPHEMERAL, _add({"name": "app", "image": "b"}), content_type=SMP)
-    assert clash.status == 422
+    assert clash.json()["details"]["causes"][-1]["message"] == 'Duplicate value: "app"'
