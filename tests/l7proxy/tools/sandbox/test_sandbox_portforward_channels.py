@@ -5,12 +5,15 @@ each data channel echoed; the official client's own run is in tests/e2e."""
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
 
 from l7proxy.tools.sandbox import SandboxCluster
 from l7proxy.tools.sandbox.portforward_channels import parse_ports
+from l7proxy.tools.sandbox.status import ApiError
 from l7proxy.wire.exchange import RequestHead
 from protocols.k8s_channels import V4, V4_BASE64
 from protocols.websocket import Close, FrameParser, Message, Opcode, encode_close, encode_frame
@@ -35,13 +38,27 @@ def _messages(events: list[object]) -> list[tuple[Opcode, bytes]]:
     return [(e.opcode, e.payload) for e in events if isinstance(e, Message)]
 
 
+@asynccontextmanager
+async def _session(
+    cluster: SandboxCluster, protocol: bytes, query: str
+) -> AsyncIterator[tuple[UpgradeExchange, FrameParser]]:
+    """The sandbox serving one port-forward in the background; the test is its client."""
+    exchange = _channels_exchange(protocol, query)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cluster.handle, exchange)
+        yield exchange, FrameParser(masked=False)
+        nursery.cancel_scope.cancel()
+
+
+async def _send(exchange: UpgradeExchange, opcode: Opcode, payload: bytes) -> None:
+    await exchange.to_server_send.send(encode_frame(opcode, payload, mask_key=MASK))
+
+
 async def test_each_port_gets_a_data_and_an_error_channel_announced_then_echoed(
     cluster: SandboxCluster,
 ) -> None:
-    exchange = _channels_exchange(b"v5.channel.k8s.io, v4.channel.k8s.io", "ports=80,8080")
-    frames = FrameParser(masked=False)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(cluster.handle, exchange)
+    offered = b"v5.channel.k8s.io, v4.channel.k8s.io"
+    async with _session(cluster, offered, "ports=80,8080") as (exchange, frames):
         announced = _messages(await _ws_events(exchange, frames, 4))
         assert announced == [
             (Opcode.BINARY, b"\x00\x50\x00"),
@@ -50,7 +67,7 @@ async def test_each_port_gets_a_data_and_an_error_channel_announced_then_echoed(
             (Opcode.BINARY, b"\x03\x90\x1f"),
         ]
         for payload in (b"\x02second port", b"\x01ignored: an error channel", b"\x00first"):
-            await exchange.to_server_send.send(encode_frame(Opcode.BINARY, payload, mask_key=MASK))
+            await _send(exchange, Opcode.BINARY, payload)
         echoed = _messages(await _ws_events(exchange, frames, 2))
         assert echoed == [(Opcode.BINARY, b"\x02second port"), (Opcode.BINARY, b"\x00first")]
         await exchange.to_server_send.send(encode_close(1000, mask_key=MASK))
@@ -59,30 +76,23 @@ async def test_each_port_gets_a_data_and_an_error_channel_announced_then_echoed(
 
 
 async def test_base64_channels_are_text_messages(cluster: SandboxCluster) -> None:
-    exchange = _channels_exchange(b"v4.base64.channel.k8s.io", "ports=80")
-    frames = FrameParser(masked=False)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(cluster.handle, exchange)
+    async with _session(cluster, b"v4.base64.channel.k8s.io", "ports=80") as (exchange, frames):
         port = base64.b64encode(b"\x50\x00")
         assert _messages(await _ws_events(exchange, frames, 2)) == [
             (Opcode.TEXT, b"0" + port),
             (Opcode.TEXT, b"1" + port),
         ]
         sent = b"0" + base64.b64encode(b"hello")
-        await exchange.to_server_send.send(encode_frame(Opcode.TEXT, sent, mask_key=MASK))
+        await _send(exchange, Opcode.TEXT, sent)
         assert _messages(await _ws_events(exchange, frames, 1)) == [(Opcode.TEXT, sent)]
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_bad_channel_message_closes_with_a_protocol_error(
     cluster: SandboxCluster,
 ) -> None:
-    exchange = _channels_exchange(b"v4.base64.channel.k8s.io", "ports=80")
-    frames = FrameParser(masked=False)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(cluster.handle, exchange)
+    async with _session(cluster, b"v4.base64.channel.k8s.io", "ports=80") as (exchange, frames):
         await _ws_events(exchange, frames, 2)
-        await exchange.to_server_send.send(encode_frame(Opcode.TEXT, b"0***", mask_key=MASK))
+        await _send(exchange, Opcode.TEXT, b"0***")
         [close] = await _ws_events(exchange, frames, 1)
         assert isinstance(close, Close) and close.code == 1002
 
@@ -97,7 +107,7 @@ async def test_a_bad_channel_message_closes_with_a_protocol_error(
     ],
 )
 def test_bad_ports_are_refused(query: str, message: str) -> None:
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(ApiError, match=message):
         parse_ports(query, V4_BASE64)
 
 
