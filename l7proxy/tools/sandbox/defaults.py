@@ -28,6 +28,7 @@ Obj = dict[str, Any]
 
 NODE_NAME = "sandbox-node-1"
 _STRINGS = "must map strings to strings"
+MAX_REPLICAS = 50
 _HOST_IP = "10.0.0.10"
 
 
@@ -65,11 +66,14 @@ def validate(rtype: ResourceType, obj: Obj) -> None:
             raise invalid(rtype, name, *unnamed)
     if rtype in (DEPLOYMENTS, REPLICA_SETS):
         replicas = obj.get("spec", {}).get("replicas", 0)
+        why = None
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             why = "must be greater than or equal to 0"
-            raise invalid(
-                rtype, name, FieldError("spec.replicas", "Invalid", why, json.dumps(replicas))
-            )
+        elif replicas > MAX_REPLICAS:  # each replica is a pod and its events, written at once
+            why = f"the sandbox runs at most {MAX_REPLICAS} replicas"
+        if why is not None:
+            error = FieldError("spec.replicas", "Invalid", why, json.dumps(replicas))
+            raise invalid(rtype, name, error)
 
 
 def _pod_status(obj: Obj, now: str, ordinal: int) -> Obj:

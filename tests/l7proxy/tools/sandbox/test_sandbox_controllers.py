@@ -122,3 +122,18 @@ async def test_a_dry_run_create_starts_no_controller(call: Call) -> None:
     assert await items(call, REPLICA_SETS) == []
     assert await items(call, EVENTS) == before
     assert (await call("GET", f"{DEPLOYMENTS}/shop")).status == 404
+
+
+async def test_more_replicas_than_the_sandbox_runs_are_refused_and_nothing_changes(
+    call: Call,
+) -> None:
+    await call("POST", DEPLOYMENTS, deployment(2))
+    patch = {"spec": {"replicas": 51}}
+    refused = await call(
+        "PATCH", f"{DEPLOYMENTS}/shop/scale", patch, content_type="application/merge-patch+json"
+    )
+    assert refused.status == 422
+    assert refused.json()["details"]["causes"][0]["message"] == (
+        "Invalid value: 51: the sandbox runs at most 50 replicas"
+    )
+    assert len(await items(call, PODS, "labelSelector=app=shop")) == 2
