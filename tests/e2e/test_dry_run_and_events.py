@@ -1,5 +1,6 @@
 """`kubectl diff` (a server-side dry run) and `dryRun=All` with every client, and the events
-the sandbox's controllers write for pod starts and deployment scaling, through the gateway."""
+the sandbox's controllers write for pod starts and deployment scaling, read with kubectl and
+every client, through the gateway."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import kubernetes
 import kubernetes_asyncio
 import trio
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ConfigMap
+from lightkube.resources.core_v1 import ConfigMap, Event
 
 from tests.e2e import python_clients
 from tests.e2e.stack import Stack, kubectl
@@ -96,6 +97,24 @@ async def test_lightkube_dry_runs_a_create(stack: Stack) -> None:
     assert "lk-dry" not in left
 
 
+async def test_kubernetes_asyncio_dry_runs_a_create_and_a_delete(stack: Stack) -> None:
+    token = stack.token("a", ADMIN)
+
+    async def run() -> tuple[Any, list[str], Any]:
+        async with python_clients.asyncio_client(stack, token) as api:
+            core = kubernetes_asyncio.client.CoreV1Api(api)
+            body = {"metadata": {"name": "aio-dry"}, "data": {"a": "1"}}
+            created = await core.create_namespaced_config_map("default", body, dry_run="All")
+            listed = await core.list_namespaced_config_map("default")
+            await core.delete_namespaced_pod("web-1", "default", dry_run="All")
+            kept = await core.read_namespaced_pod("web-1", "default")
+            return created, [c.metadata.name for c in listed.items], kept
+
+    created, names, kept = await trio.to_thread.run_sync(asyncio.run, run())
+    assert created.data == {"a": "1"} and "aio-dry" not in names
+    assert kept.metadata.name == "web-1"
+
+
 async def test_kubectl_scale_moves_replica_set_and_pods_with_events(stack: Stack) -> None:
     kc = stack.kubeconfig(stack.token("admin-1", ADMIN))
     await kubectl(kc, "apply", "-f", "-", stdin=DEPLOYMENT.encode(), check=True)
@@ -132,6 +151,14 @@ async def test_python_clients_read_the_events_of_a_started_pod(stack: Stack) -> 
             )
             return [e.reason for e in events.items]
 
+    def light() -> list[str]:
+        client = python_clients.lightkube_client(stack, token)
+        fields = {"involvedObject.kind": "Pod", "involvedObject.name": "web-1"}
+        reasons = [e.reason or "" for e in client.list(Event, fields=fields)]
+        client.close()
+        return reasons
+
     expected = ["Scheduled", "Pulled", "Created", "Started"]
     assert await trio.to_thread.run_sync(official) == expected
     assert await trio.to_thread.run_sync(asyncio.run, aio()) == expected
+    assert await trio.to_thread.run_sync(light) == expected
