@@ -3,12 +3,19 @@ connection URL, a bearer token and the test CA."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
 import kubernetes
 import kubernetes_asyncio
 import lightkube
 from kubernetes_asyncio.stream import WsApiClient
 
 from tests.e2e.stack import Stack
+
+T = TypeVar("T")
+AIOHTTP_TLS_SHUTDOWN = 0.25  # seconds; aiohttp's docs: "Graceful Shutdown"
 
 
 def _server(stack: Stack, connection: str) -> str:
@@ -21,6 +28,27 @@ def official(stack: Stack, token: str, connection: str = "dev") -> kubernetes.cl
     config.ssl_ca_cert = str(stack.tmp / "ca.pem")
     config.api_key = {"authorization": f"Bearer {token}"}
     return kubernetes.client.ApiClient(config)
+
+
+def close_official(api: kubernetes.client.ApiClient) -> None:
+    """Close the official client and its connections (`ApiClient.close` leaves its urllib3
+    pool open, and the sockets then warn whenever the collector finds them)."""
+    api.close()
+    api.rest_client.pool_manager.clear()
+
+
+def run_asyncio(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` for kubernetes-asyncio: after `main`, the loop runs on for aiohttp's
+    documented graceful-shutdown pause, so the TLS connections it closed finish closing
+    before the loop does (else their transports warn when collected, in a later test)."""
+
+    async def run() -> T:
+        try:
+            return await main
+        finally:
+            await asyncio.sleep(AIOHTTP_TLS_SHUTDOWN)
+
+    return asyncio.run(run())
 
 
 def _asyncio_config(

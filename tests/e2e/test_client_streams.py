@@ -4,7 +4,6 @@ port-forward with the official client (`v4.channel.k8s.io`, two ports at once)."
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import ssl
@@ -120,4 +119,4 @@ async def test_kubernetes_asyncio_exec_returns_the_scripts_output(stack: Stack) 
             return str(output)
 
     with trio.fail_after(60):
-        assert await trio.to_thread.run_sync(asyncio.run, run()) == "2\nok\n"
+        assert await trio.to_thread.run_sync(python_clients.run_asyncio, run()) == "2\nok\n"

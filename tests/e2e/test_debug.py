@@ -5,7 +5,6 @@ subresource."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -111,10 +110,13 @@ async def test_python_clients_add_ephemeral_containers(stack: Stack) -> None:
             ).read_namespaced_pod_ephemeralcontainers("web-1", "default")
             return pod
 
-    patched = await trio.to_thread.run_sync(official)
+    try:
+        patched = await trio.to_thread.run_sync(official)
+    finally:
+        python_clients.close_official(core.api_client)
     assert [c.name for c in patched.spec.ephemeral_containers] == ["py"]
     replaced = await trio.to_thread.run_sync(lightkube)
     assert replaced.spec is not None and replaced.spec.ephemeralContainers is not None
     assert [c.name for c in replaced.spec.ephemeralContainers] == ["py", "lk"]
-    read = await trio.to_thread.run_sync(asyncio.run, aio())
+    read = await trio.to_thread.run_sync(python_clients.run_asyncio, aio())
     assert [s.name for s in read.status.ephemeral_container_statuses] == ["py", "lk"]

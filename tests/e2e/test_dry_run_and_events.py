@@ -4,7 +4,6 @@ every client, through the gateway."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,10 @@ async def test_the_official_client_dry_runs_create_patch_and_delete(stack: Stack
         core.delete_namespaced_config_map("dry", "default", dry_run="All")
         return created, patched, core.read_namespaced_config_map("dry", "default"), names
 
-    created, patched, stored, names = await trio.to_thread.run_sync(run)
+    try:
+        created, patched, stored, names = await trio.to_thread.run_sync(run)
+    finally:
+        python_clients.close_official(core.api_client)
     assert created.data == {"a": "1"} and "dry" not in names
     assert patched.data == {"a": "2"}
     assert stored.data == {"a": "1"}
@@ -110,7 +112,7 @@ async def test_kubernetes_asyncio_dry_runs_a_create_and_a_delete(stack: Stack) -
             kept = await core.read_namespaced_pod("web-1", "default")
             return created, [c.metadata.name for c in listed.items], kept
 
-    created, names, kept = await trio.to_thread.run_sync(asyncio.run, run())
+    created, names, kept = await trio.to_thread.run_sync(python_clients.run_asyncio, run())
     assert created.data == {"a": "1"} and "aio-dry" not in names
     assert kept.metadata.name == "web-1"
 
@@ -159,6 +161,9 @@ async def test_python_clients_read_the_events_of_a_started_pod(stack: Stack) -> 
         return reasons
 
     expected = ["Scheduled", "Pulled", "Created", "Started"]
-    assert await trio.to_thread.run_sync(official) == expected
-    assert await trio.to_thread.run_sync(asyncio.run, aio()) == expected
+    try:
+        assert await trio.to_thread.run_sync(official) == expected
+    finally:
+        python_clients.close_official(core.api_client)
+    assert await trio.to_thread.run_sync(python_clients.run_asyncio, aio()) == expected
     assert await trio.to_thread.run_sync(light) == expected

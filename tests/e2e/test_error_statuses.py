@@ -4,7 +4,6 @@ Invalid one cause per field), which kubectl and the Python clients show."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -46,7 +45,6 @@ def _official_errors(stack: Stack, token: str) -> list[dict[str, Any]]:
             },
         },
     }
-    apps.create_namespaced_deployment("default", body)
     stale = {**body, "metadata": {"name": "shop", "resourceVersion": "1"}}
     calls = [
         lambda: apps.read_namespaced_deployment("nope", "default"),
@@ -55,10 +53,14 @@ def _official_errors(stack: Stack, token: str) -> list[dict[str, Any]]:
         lambda: apps.patch_namespaced_deployment("shop", "default", {"spec": {"replicas": -2}}),
     ]
     statuses = []
-    for call in calls:
-        with pytest.raises(kubernetes.client.ApiException) as err:
-            call()
-        statuses.append(json.loads(err.value.body))
+    try:
+        apps.create_namespaced_deployment("default", body)
+        for call in calls:
+            with pytest.raises(kubernetes.client.ApiException) as err:
+                call()
+            statuses.append(json.loads(err.value.body))
+    finally:
+        python_clients.close_official(apps.api_client)
     return statuses
 
 
@@ -112,5 +114,5 @@ async def test_lightkube_and_kubernetes_asyncio_see_the_not_found_details(stack:
         "nope",
         "deployments",
     )
-    body = await trio.to_thread.run_sync(asyncio.run, aio())
+    body = await trio.to_thread.run_sync(python_clients.run_asyncio, aio())
     assert body["details"] == {"name": "nope", "group": "apps", "kind": "deployments"}
