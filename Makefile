@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?=
 
-.PHONY: install run test lint unit e2e bench clean postgresql
+.PHONY: install run test lint unit e2e bench clean postgresql sandbox-openapi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: install
 	@if [ -n "$(CONFIG)" ]; then exec $(BIN)/l7proxy serve --config "$(CONFIG)"; \
 	elif [ -f gateway.yaml ]; then exec $(BIN)/l7proxy serve --config gateway.yaml; \
 	else exec $(BIN)/l7proxy demo; fi
+
+# The sandbox's OpenAPI schemas, from kube's own as the kubernetes-validate package ships them.
+sandbox-openapi: install
+	$(BIN)/python -m l7proxy.tools.sandbox.openapi_build
 
 lint: install
 	$(BIN)/ruff check .
