@@ -27,10 +27,13 @@ from l7proxy.identity.oidc.authenticator import (
     Authenticator,
     ProviderUnavailable,
 )
+from l7proxy.pipeline.agents import AgentEndpoint
 from l7proxy.pipeline.errors import Fault, GatewayRefusal, Outcome, fault_for_status, status_for
+from l7proxy.pipeline.internal import Caller
+from l7proxy.pipeline.redaction import RedactingExchange, redacted_request_headers, redaction_for
 from l7proxy.pipeline.reviews import ClusterAsker, Review, ReviewError, read_review, review_kind
 from l7proxy.pipeline.reviews import answer as answer_review
-from l7proxy.pipeline.routing import LocalEndpoint, Misdirected, Route, route
+from l7proxy.pipeline.routing import AgentRoute, LocalEndpoint, Misdirected, Route, route
 from l7proxy.pipeline.session import Session, channel_protocol
 from l7proxy.pipeline.splice import SessionEnd, splice
 from l7proxy.telemetry.audit import AuditEvent, AuditLog
@@ -91,6 +94,7 @@ class Gateway:
         self.limits = limits
         self.recordings_dir = recordings_dir
         self.routing = routing or Routing()
+        self.agents: AgentEndpoint | None = None  # /mcp/<connection>, when served
         self.ready = False  # set once the listeners are bound
         self.draining = False
 
@@ -100,7 +104,9 @@ class Gateway:
         return self.ready and not self.draining and self.authenticator.keys_fetched
 
     # -- the straight line ----------------------------------------------------------------
-    async def handle(self, exchange: Exchange) -> None:
+    async def handle(self, exchange: Exchange, caller: Caller | None = None) -> None:
+        """One request; `caller` is set for a request the gateway makes itself on behalf
+        of a caller it already authenticated (an MCP tool's Kubernetes requests)."""
         head = exchange.head
         started = time.monotonic()
         event = AuditEvent(
@@ -110,6 +116,7 @@ class Gateway:
             client_addr=exchange.client_addr,
             user_agent=(head.header(b"user-agent") or b"").decode("latin-1"),
             http_version=head.http_version,
+            parent_audit_id=caller.parent_audit_id if caller else "",
         )
         target = route(
             head.path,
@@ -117,13 +124,16 @@ class Gateway:
             host=(head.header(b"host") or b"").decode("latin-1"),
             host_suffix=self.routing.host_suffix,
         )
+        if isinstance(target, AgentRoute):
+            await self._answer_agent(exchange, target, event)
+            return
         if not isinstance(target, Route):
             await self._answer_local(exchange, target, event)
             return
         self.metrics.in_flight.inc()
         try:
             connector = self._connector(target, event)
-            auth = await self._authenticate(exchange, event)
+            auth = await self._authenticate(exchange, event, caller)
             attributes = self._resolve(exchange, target, event)
             acting = self._impersonate(exchange, auth.identity, target, event)
             review = review_kind(attributes)
@@ -133,7 +143,7 @@ class Gateway:
                 )
                 return
             decision = self._authorize(exchange, acting, target, attributes, event)
-            await self._forward(exchange, connector, target, auth, decision, event)
+            await self._forward(exchange, connector, target, auth, decision, attributes, event)
         except GatewayRefusal as refusal:
             await self._refuse_quietly(exchange, refusal, event)
         finally:
@@ -145,7 +155,7 @@ class Gateway:
         self.audit.write(event, duration=time.monotonic() - started)
         self.metrics.observe(event)
 
-    def _connector(self, target: Route, event: AuditEvent) -> Connector:
+    def _connector(self, target: Route | AgentRoute, event: AuditEvent) -> Connector:
         event.connection = target.connection
         connector = self.connectors.get(target.connection)
         if connector is None:
@@ -154,7 +164,12 @@ class Gateway:
             )
         return connector
 
-    async def _authenticate(self, exchange: Exchange, event: AuditEvent) -> Authenticated:
+    async def _authenticate(
+        self, exchange: Exchange, event: AuditEvent, caller: Caller | None = None
+    ) -> Authenticated:
+        if caller is not None:  # verified when the caller's own request came in
+            event.set_identity(caller.auth.identity)
+            return caller.auth
         token = bearer_token(exchange.head.header(b"authorization"))
         if token is None:
             raise GatewayRefusal(Fault.UNAUTHENTICATED, "Unauthorized: no bearer token")
@@ -286,9 +301,13 @@ class Gateway:
         target: Route,
         auth: Authenticated,
         decision: Decision,
+        attributes: Attributes,
         event: AuditEvent,
     ) -> None:
         headers = request_headers_for_upstream(exchange.head.headers)
+        if redaction_for(attributes, decision):
+            headers = redacted_request_headers(exchange.head, headers)
+            exchange = RedactingExchange(exchange, watch=attributes.verb == "watch")
         try:
             pool = await connector.upstream()
             headers += await connector.credential_headers(auth.identity, decision)
@@ -437,6 +456,8 @@ class Gateway:
                 await exchange.finish()
         except ClientDisconnected:
             event.ended_by = "client"
+        except GatewayRefusal as refusal:  # a response that could not be rewritten
+            return refusal
         return None
 
     async def _open_upstream(
@@ -564,6 +585,36 @@ class Gateway:
         except ClientDisconnected:
             event.ended_by = "client"
 
+    async def _answer_agent(
+        self, exchange: Exchange, target: AgentRoute, event: AuditEvent
+    ) -> None:
+        """`/mcp/<connection>` and its protected resource metadata (RFC 9728), served by
+        `self.agents` once the caller is authenticated; the metadata is public."""
+        started = time.monotonic()
+        try:
+            await self._serve_agent(exchange, target, event)
+        except GatewayRefusal as refusal:
+            await self._refuse_quietly(exchange, refusal, event)
+        finally:
+            self._record(event, started)
+
+    async def _serve_agent(self, exchange: Exchange, target: AgentRoute, event: AuditEvent) -> None:
+        agents = self.agents
+        if agents is None:
+            raise GatewayRefusal(Fault.NOT_FOUND, "this gateway serves no MCP endpoint")
+        self._connector(target, event)
+        if target.metadata:
+            await agents.metadata(exchange, target.connection, event)
+            return
+        try:
+            auth = await self._authenticate(exchange, event)
+        except GatewayRefusal as refusal:
+            if refusal.fault is not Fault.UNAUTHENTICATED:
+                raise
+            challenge = agents.challenge(exchange, target.connection)
+            raise GatewayRefusal(refusal.fault, refusal.message, challenge) from refusal
+        await agents.serve(exchange, target.connection, auth, event)
+
     async def _refuse(self, exchange: Exchange, refusal: GatewayRefusal, event: AuditEvent) -> None:
         answer = status_for(refusal.fault)
         event.status = answer.reason.code
@@ -574,7 +625,8 @@ class Gateway:
             return  # the head is out: a Status can no longer be sent; the stream just ends
         await _drain(exchange)
         body = status_body(answer.reason, refusal.message)
-        await exchange.start_response(answer.reason.code, status_headers(body, event.audit_id))
+        headers = [*status_headers(body, event.audit_id), *refusal.headers]
+        await exchange.start_response(answer.reason.code, headers)
         await exchange.send(body)
         await exchange.finish()
 

@@ -13,6 +13,7 @@ import trio
 
 from l7proxy.config.settings import Config
 from l7proxy.identity.oidc.authenticator import Authenticator
+from l7proxy.mcp.endpoint import McpEndpoint
 from l7proxy.pipeline.gateway import Gateway
 from l7proxy.telemetry.audit import AuditLog
 from l7proxy.telemetry.metrics import Metrics
@@ -101,6 +102,9 @@ async def run_gateway(
                 routing=config.routing,
             )
             tls = config.listen.tls
+            gateway.agents = McpEndpoint(
+                gateway, config.providers, scheme="https" if tls else "http"
+            )
             context = server_ssl_context(str(tls.cert_file), str(tls.key_file)) if tls else None
             bound = await nursery.start(
                 partial(

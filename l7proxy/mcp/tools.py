@@ -1,0 +1,710 @@
+"""The MCP tools (names are contract), each a few Kubernetes requests through the gateway.
+
+A tool gets validated arguments and a `KubeClient` acting as the caller; it returns its
+structured output (which matches its `output_schema`) and the text a model reads. A
+refused or failed request raises `ToolError` with the cluster's (or the gateway's) message,
+which becomes a result with `isError: true`. Outputs are bounded in items and bytes and say
+so (`truncated`) when cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from l7proxy.mcp.exec import run_exec
+from l7proxy.mcp.kube import ApiResource, KubeClient, ToolError
+from l7proxy.mcp.schema import Schema
+
+# What one tool result carries at most: enough for a model's context, never a flood.
+MAX_OUTPUT_BYTES = 128 * 1024
+MAX_ITEMS = 500
+DEFAULT_ITEMS = 100
+MAX_MANIFEST_BYTES = 1024 * 1024
+FIELD_MANAGER = "l7proxy-mcp"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    structured: dict[str, Any]
+    text: str = ""  # "" : the structured output as JSON
+
+    def rendered(self) -> str:
+        return self.text or json.dumps(self.structured, indent=1, ensure_ascii=False)
+
+
+Run = Callable[[KubeClient, dict[str, Any]], Awaitable[ToolOutput]]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    title: str
+    description: str
+    input_schema: Schema
+    output_schema: Schema
+    run: Run
+    read_only: bool = True
+    destructive: bool = False
+    # Arguments as the audit event records them: none of them may carry a secret value.
+    audited: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda args: args)
+
+    def listing(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "inputSchema": self.input_schema,
+            "outputSchema": self.output_schema,
+            "annotations": {
+                "title": self.title,
+                "readOnlyHint": self.read_only,
+                "destructiveHint": self.destructive,
+                "idempotentHint": self.read_only,
+                "openWorldHint": False,
+            },
+        }
+
+
+# --- schema pieces -----------------------------------------------------------------------
+
+
+def _obj(properties: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _str(description: str, **extra: Any) -> Schema:
+    return {"type": "string", "description": description, "maxLength": 1024, **extra}
+
+
+def _int(description: str, minimum: int, maximum: int) -> Schema:
+    return {"type": "integer", "description": description, "minimum": minimum, "maximum": maximum}
+
+
+def _bool(description: str) -> Schema:
+    return {"type": "boolean", "description": description}
+
+
+_RESOURCE = _str(
+    "resource type: plural, singular, kind or short name, e.g. pods, deploy, "
+    "Deployment, deployments.apps"
+)
+_API_VERSION = _str("group/version of the resource type, e.g. apps/v1 (default: discovered)")
+_NAMESPACE = _str('namespace (default "default"; ignored for cluster-scoped resources)')
+_NAME = _str("object name", minLength=1)
+_TRUNCATED = _bool("the output was cut to stay within its bounds")
+_ANY_OBJECT: Schema = {"type": "object"}
+
+
+def _namespace(resource: ApiResource, args: dict[str, Any]) -> str:
+    return str(args.get("namespace") or "default") if resource.namespaced else ""
+
+
+def _tidy(obj: Any) -> Any:
+    """An object without its managedFields, which say nothing a model needs."""
+    if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
+        obj["metadata"].pop("managedFields", None)
+    return obj
+
+
+def _bounded(items: list[Any], limit: int = MAX_OUTPUT_BYTES) -> tuple[list[Any], bool]:
+    """As many items as fit in `limit` bytes of JSON, in order; and whether some did not."""
+    kept: list[Any] = []
+    size = 0
+    for item in items:
+        size += len(json.dumps(item, ensure_ascii=False)) + 2
+        if size > limit:
+            return kept, True
+        kept.append(item)
+    return kept, False
+
+
+def _cut(text: str, limit: int = MAX_OUTPUT_BYTES) -> tuple[str, bool]:
+    data = text.encode()
+    if len(data) <= limit:
+        return text, False
+    return data[:limit].decode("utf-8", "ignore"), True
+
+
+# --- the tools ---------------------------------------------------------------------------
+
+
+async def _whoami(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    answer = await kube.ok_json(
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        body=json.dumps(review).encode(),
+        content_type="application/json",
+    )
+    info = (answer.get("status") or {}).get("userInfo") or {}
+    return ToolOutput(
+        {
+            "username": str(info.get("username", "")),
+            "groups": [str(g) for g in info.get("groups") or []],
+            "connection": kube.connection,
+        }
+    )
+
+
+async def _can_i(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    attributes: dict[str, Any] = {
+        "verb": args["verb"],
+        "resource": args["resource"],
+        "group": args.get("api_group", ""),
+    }
+    for key, argument in (
+        ("namespace", "namespace"),
+        ("name", "name"),
+        ("subresource", "subresource"),
+    ):
+        if args.get(argument):
+            attributes[key] = args[argument]
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attributes},
+    }
+    answer = await kube.ok_json(
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        body=json.dumps(review).encode(),
+        content_type="application/json",
+    )
+    status = answer.get("status") or {}
+    return ToolOutput(
+        {"allowed": bool(status.get("allowed")), "reason": str(status.get("reason", ""))}
+    )
+
+
+async def _list_resources(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    resource = await kube.discover(args["resource"], args.get("api_version", ""))
+    namespace = "" if args.get("all_namespaces") else _namespace(resource, args)
+    query = {"limit": str(args.get("limit", DEFAULT_ITEMS))}
+    if args.get("label_selector"):
+        query["labelSelector"] = args["label_selector"]
+    if args.get("field_selector"):
+        query["fieldSelector"] = args["field_selector"]
+    if args.get("continue"):
+        query["continue"] = args["continue"]
+    answer = await kube.ok_json("GET", resource.path(namespace), query)
+    items = [_tidy(item) for item in answer.get("items") or []]
+    kept, truncated = _bounded(items)
+    return ToolOutput(
+        {
+            "resource": resource.name,
+            "kind": resource.kind,
+            "namespace": namespace,
+            "items": kept,
+            "count": len(kept),
+            "continue": str((answer.get("metadata") or {}).get("continue") or ""),
+            "truncated": truncated,
+        }
+    )
+
+
+async def _get_resource(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    resource = await kube.discover(args["resource"], args.get("api_version", ""))
+    namespace = _namespace(resource, args)
+    obj = _tidy(await kube.ok_json("GET", resource.path(namespace, args["name"])))
+    form = args.get("format", "yaml")
+    text = (
+        yaml.safe_dump(obj, sort_keys=False)
+        if form == "yaml"
+        else json.dumps(obj, indent=2, ensure_ascii=False)
+    )
+    text, truncated = _cut(text)
+    return ToolOutput(
+        {
+            "resource": resource.name,
+            "name": args["name"],
+            "namespace": namespace,
+            "format": form,
+            "manifest": text,
+            "truncated": truncated,
+        },
+        text + ("\n# (cut: the object is larger than the output bound)" if truncated else ""),
+    )
+
+
+async def _pod_logs(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    pods = await kube.discover("pods", "v1")
+    namespace = _namespace(pods, args)
+    query = {
+        "tailLines": str(args.get("tail_lines", 200)),
+        "limitBytes": str(MAX_OUTPUT_BYTES + 1),
+    }
+    if args.get("container"):
+        query["container"] = args["container"]
+    if args.get("since_seconds"):
+        query["sinceSeconds"] = str(args["since_seconds"])
+    if args.get("previous"):
+        query["previous"] = "true"
+    response = await kube.request("GET", pods.path(namespace, args["pod"], "log"), query)
+    if not response.ok:
+        raise response.failure()
+    text, truncated = _cut(response.body.decode("utf-8", "replace"))
+    return ToolOutput(
+        {
+            "pod": args["pod"],
+            "namespace": namespace,
+            "container": args.get("container", ""),
+            "text": text,
+            "truncated": truncated or response.truncated,
+        },
+        text,
+    )
+
+
+async def _list_events(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    events = await kube.discover("events", "v1")
+    namespace = "" if args.get("all_namespaces") else _namespace(events, args)
+    query = {"limit": str(args.get("limit", DEFAULT_ITEMS))}
+    selectors = [args["field_selector"]] if args.get("field_selector") else []
+    if args.get("object_name"):
+        selectors.append(f"involvedObject.name={args['object_name']}")
+    if selectors:
+        query["fieldSelector"] = ",".join(selectors)
+    answer = await kube.ok_json("GET", events.path(namespace), query)
+    rows = [_event_row(item) for item in answer.get("items") or []]
+    rows.sort(key=lambda row: row["last_seen"])
+    kept, truncated = _bounded(rows)
+    return ToolOutput({"events": kept, "count": len(kept), "truncated": truncated})
+
+
+def _event_row(event: dict[str, Any]) -> dict[str, Any]:
+    involved = event.get("involvedObject") or {}
+    return {
+        "namespace": str((event.get("metadata") or {}).get("namespace", "")),
+        "type": str(event.get("type", "")),
+        "reason": str(event.get("reason", "")),
+        "object": f"{involved.get('kind', '')}/{involved.get('name', '')}",
+        "message": str(event.get("message", "")),
+        "count": int(event.get("count") or 1),
+        "last_seen": str(
+            event.get("lastTimestamp")
+            or event.get("eventTime")
+            or (event.get("metadata") or {}).get("creationTimestamp")
+            or ""
+        ),
+    }
+
+
+def _documents(manifest: str) -> list[dict[str, Any]]:
+    try:
+        documents = [d for d in yaml.safe_load_all(manifest) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ToolError(f"the manifest is not YAML or JSON: {exc}") from exc
+    if not documents:
+        raise ToolError("the manifest holds no object")
+    for number, doc in enumerate(documents, start=1):
+        if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
+            raise ToolError(f"document {number}: an object needs apiVersion and kind")
+        if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
+            raise ToolError(f"document {number}: an object needs metadata.name")
+    return documents
+
+
+async def _apply_manifest(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    results = []
+    for doc in _documents(args["manifest"]):
+        resource = await kube.discover(str(doc["kind"]), str(doc["apiVersion"]))
+        namespace = str(doc["metadata"].get("namespace") or args.get("namespace") or "default")
+        namespace = namespace if resource.namespaced else ""
+        if namespace:
+            doc["metadata"]["namespace"] = namespace
+        results.append(await _apply_one(kube, resource, namespace, doc, args))
+    failed = [r for r in results if r["error"]]
+    if failed:
+        lines = [f"{r['kind']}/{r['name']}: {r['error'] or r['action']}" for r in results]
+        raise ToolError("\n".join(lines))
+    return ToolOutput({"results": results, "dry_run": bool(args.get("dry_run"))})
+
+
+async def _apply_one(
+    kube: KubeClient,
+    resource: ApiResource,
+    namespace: str,
+    doc: dict[str, Any],
+    args: dict[str, Any],
+) -> dict[str, Any]:
+    """Server-side apply; a cluster that does not take apply patches (415) gets a create,
+    or a replace of the current object."""
+    name = str(doc["metadata"]["name"])
+    query = {"fieldManager": FIELD_MANAGER, "force": "true" if args.get("force") else "false"}
+    if args.get("dry_run"):
+        query["dryRun"] = "All"
+    body = json.dumps(doc).encode()
+    result = {
+        "kind": resource.kind,
+        "name": name,
+        "namespace": namespace,
+        "action": "",
+        "error": "",
+    }
+    path = resource.path(namespace, name)
+    response = await kube.request(
+        "PATCH", path, query, body=body, content_type="application/apply-patch+yaml"
+    )
+    if response.status == 415:
+        del query["force"]
+        current = await kube.request("GET", path)
+        if current.status == 404:
+            response = await kube.request(
+                "POST", resource.path(namespace), query, body=body, content_type="application/json"
+            )
+        elif current.ok:
+            version = (current.json().get("metadata") or {}).get("resourceVersion")
+            doc["metadata"]["resourceVersion"] = version
+            response = await kube.request(
+                "PUT", path, query, body=json.dumps(doc).encode(), content_type="application/json"
+            )
+        else:
+            response = current
+    if response.ok:
+        result["action"] = "created" if response.status == 201 else "applied"
+    else:
+        result["error"] = str(response.failure())
+    return result
+
+
+def _audited_manifest(args: dict[str, Any]) -> dict[str, Any]:
+    """A manifest may hold Secret values: the audit keeps which objects, never the text."""
+    try:
+        objects = [f"{d['kind']}/{d['metadata']['name']}" for d in _documents(args["manifest"])]
+    except ToolError:
+        objects = ["(unreadable)"]
+    summary = f"{len(args['manifest'].encode())} bytes: {', '.join(objects)}"
+    return {**args, "manifest": summary}
+
+
+async def _delete_resource(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    resource = await kube.discover(args["resource"], args.get("api_version", ""))
+    namespace = _namespace(resource, args)
+    query = {"propagationPolicy": "Background"}
+    if args.get("dry_run"):
+        query["dryRun"] = "All"
+    await kube.ok_json("DELETE", resource.path(namespace, args["name"]), query)
+    return ToolOutput(
+        {
+            "resource": resource.name,
+            "name": args["name"],
+            "namespace": namespace,
+            "dry_run": bool(args.get("dry_run")),
+        }
+    )
+
+
+async def _scale(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    resource = await kube.discover(args.get("resource", "deployments"), args.get("api_version", ""))
+    namespace = _namespace(resource, args)
+    path = resource.path(namespace, args["name"], "scale")
+    before = await kube.ok_json("GET", path)
+    patch = {"spec": {"replicas": args["replicas"]}}
+    after = await kube.ok_json(
+        "PATCH", path, body=json.dumps(patch).encode(), content_type="application/merge-patch+json"
+    )
+    return ToolOutput(
+        {
+            "resource": resource.name,
+            "name": args["name"],
+            "namespace": namespace,
+            "previous_replicas": int((before.get("spec") or {}).get("replicas") or 0),
+            "replicas": int((after.get("spec") or {}).get("replicas") or 0),
+        }
+    )
+
+
+async def _exec(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+    pods = await kube.discover("pods", "v1")
+    output = await run_exec(
+        kube,
+        pods,
+        _namespace(pods, args),
+        args["pod"],
+        args["command"],
+        container=args.get("container", ""),
+        time_limit=float(args.get("timeout_seconds", 30)),
+        max_bytes=MAX_OUTPUT_BYTES,
+    )
+    structured = {
+        "stdout": output.stdout.decode("utf-8", "replace"),
+        "stderr": output.stderr.decode("utf-8", "replace"),
+        "exit_code": output.exit_code,
+        "message": output.message,
+        "timed_out": output.timed_out,
+        "truncated": output.truncated,
+    }
+    if output.exit_code is None and not output.timed_out:
+        raise ToolError(f"exec: {output.message or 'the command ended without an exit status'}")
+    return ToolOutput(structured)
+
+
+_STRS: Schema = {"type": "array", "items": {"type": "string"}}
+
+TOOLS: tuple[Tool, ...] = (
+    Tool(
+        "whoami",
+        "Who am I",
+        "The identity the gateway verified for this session, and the connection (cluster).",
+        _obj({}),
+        _obj(
+            {"username": {"type": "string"}, "groups": _STRS, "connection": {"type": "string"}},
+            ("username", "groups", "connection"),
+        ),
+        _whoami,
+    ),
+    Tool(
+        "can_i",
+        "Can I",
+        "Whether the caller's policies allow a request, like `kubectl auth can-i`.",
+        _obj(
+            {
+                "verb": _str("get, list, watch, create, update, patch, delete, ..."),
+                "resource": _str("resource type, plural, e.g. pods"),
+                "api_group": _str('API group ("" for the core group)'),
+                "namespace": _str("namespace (omit for every namespace / cluster scope)"),
+                "name": _str("object name (omit for any)"),
+                "subresource": _str("subresource, e.g. log, exec, scale"),
+            },
+            ("verb", "resource"),
+        ),
+        _obj({"allowed": {"type": "boolean"}, "reason": {"type": "string"}}, ("allowed", "reason")),
+        _can_i,
+    ),
+    Tool(
+        "list_resources",
+        "List resources",
+        "List objects of any resource type the cluster serves, in a namespace or all, "
+        f"filtered by label and field selectors; at most `limit` ({MAX_ITEMS} max) per page, "
+        "`continue` for the next page.",
+        _obj(
+            {
+                "resource": _RESOURCE,
+                "api_version": _API_VERSION,
+                "namespace": _NAMESPACE,
+                "all_namespaces": _bool("list in every namespace"),
+                "label_selector": _str("label selector, e.g. app=web,tier!=db"),
+                "field_selector": _str("field selector, e.g. status.phase=Running"),
+                "limit": _int("objects per page", 1, MAX_ITEMS),
+                "continue": _str("the `continue` token of the previous page", maxLength=4096),
+            },
+            ("resource",),
+        ),
+        _obj(
+            {
+                "resource": {"type": "string"},
+                "kind": {"type": "string"},
+                "namespace": {"type": "string"},
+                "items": {"type": "array", "items": _ANY_OBJECT},
+                "count": {"type": "integer"},
+                "continue": {"type": "string"},
+                "truncated": _TRUNCATED,
+            },
+            ("resource", "kind", "items", "count", "continue", "truncated"),
+        ),
+        _list_resources,
+    ),
+    Tool(
+        "get_resource",
+        "Get a resource",
+        "One object as YAML (default) or JSON.",
+        _obj(
+            {
+                "resource": _RESOURCE,
+                "name": _NAME,
+                "namespace": _NAMESPACE,
+                "api_version": _API_VERSION,
+                "format": {"type": "string", "enum": ["yaml", "json"]},
+            },
+            ("resource", "name"),
+        ),
+        _obj(
+            {
+                "resource": {"type": "string"},
+                "name": {"type": "string"},
+                "namespace": {"type": "string"},
+                "format": {"type": "string", "enum": ["yaml", "json"]},
+                "manifest": {"type": "string"},
+                "truncated": _TRUNCATED,
+            },
+            ("resource", "name", "format", "manifest", "truncated"),
+        ),
+        _get_resource,
+    ),
+    Tool(
+        "pod_logs",
+        "Pod logs",
+        "The last lines of a pod's container log (not followed).",
+        _obj(
+            {
+                "pod": _NAME,
+                "namespace": _NAMESPACE,
+                "container": _str("container (default: the pod's only or default container)"),
+                "tail_lines": _int("lines from the end (default 200)", 1, 10000),
+                "since_seconds": _int("only lines newer than this", 1, 30 * 86400),
+                "previous": _bool("the previous (crashed) container's log"),
+            },
+            ("pod",),
+        ),
+        _obj(
+            {
+                "pod": {"type": "string"},
+                "namespace": {"type": "string"},
+                "container": {"type": "string"},
+                "text": {"type": "string"},
+                "truncated": _TRUNCATED,
+            },
+            ("pod", "text", "truncated"),
+        ),
+        _pod_logs,
+    ),
+    Tool(
+        "list_events",
+        "List events",
+        "Events in a namespace (or all), optionally for one object, oldest first.",
+        _obj(
+            {
+                "namespace": _NAMESPACE,
+                "all_namespaces": _bool("events of every namespace"),
+                "object_name": _str("only events about the object of this name"),
+                "field_selector": _str("field selector, e.g. type=Warning"),
+                "limit": _int("events at most", 1, MAX_ITEMS),
+            }
+        ),
+        _obj(
+            {
+                "events": {"type": "array", "items": _ANY_OBJECT},
+                "count": {"type": "integer"},
+                "truncated": _TRUNCATED,
+            },
+            ("events", "count", "truncated"),
+        ),
+        _list_events,
+    ),
+    Tool(
+        "apply_manifest",
+        "Apply a manifest",
+        "Create or update the objects of a YAML or JSON manifest (several documents allowed) "
+        "with server-side apply (field manager l7proxy-mcp), or create/replace where the "
+        "cluster takes no apply patches.",
+        _obj(
+            {
+                "manifest": _str("the objects, YAML or JSON", maxLength=MAX_MANIFEST_BYTES),
+                "namespace": _str('namespace for objects that name none (default "default")'),
+                "dry_run": _bool("validate on the server, change nothing"),
+                "force": _bool("take over fields another manager owns"),
+            },
+            ("manifest",),
+        ),
+        _obj(
+            {
+                "results": {"type": "array", "items": _ANY_OBJECT},
+                "dry_run": {"type": "boolean"},
+            },
+            ("results", "dry_run"),
+        ),
+        _apply_manifest,
+        read_only=False,
+        audited=_audited_manifest,
+    ),
+    Tool(
+        "delete_resource",
+        "Delete a resource",
+        "Delete one object (dependents in the background).",
+        _obj(
+            {
+                "resource": _RESOURCE,
+                "name": _NAME,
+                "namespace": _NAMESPACE,
+                "api_version": _API_VERSION,
+                "dry_run": _bool("check on the server, delete nothing"),
+            },
+            ("resource", "name"),
+        ),
+        _obj(
+            {
+                "resource": {"type": "string"},
+                "name": {"type": "string"},
+                "namespace": {"type": "string"},
+                "dry_run": {"type": "boolean"},
+            },
+            ("resource", "name", "namespace", "dry_run"),
+        ),
+        _delete_resource,
+        read_only=False,
+        destructive=True,
+    ),
+    Tool(
+        "scale",
+        "Scale",
+        "Set the replicas of a deployment, statefulset or replicaset (its scale subresource).",
+        _obj(
+            {
+                "resource": _str("resource type (default deployments)"),
+                "api_version": _API_VERSION,
+                "name": _NAME,
+                "namespace": _NAMESPACE,
+                "replicas": _int("desired replicas", 0, 10000),
+            },
+            ("name", "replicas"),
+        ),
+        _obj(
+            {
+                "resource": {"type": "string"},
+                "name": {"type": "string"},
+                "namespace": {"type": "string"},
+                "previous_replicas": {"type": "integer"},
+                "replicas": {"type": "integer"},
+            },
+            ("resource", "name", "namespace", "previous_replicas", "replicas"),
+        ),
+        _scale,
+        read_only=False,
+        destructive=True,
+    ),
+    Tool(
+        "exec",
+        "Exec",
+        "Run a command in a pod's container without stdin or a TTY; output is bounded "
+        f"({MAX_OUTPUT_BYTES} bytes) and so is its time.",
+        _obj(
+            {
+                "pod": _NAME,
+                "namespace": _NAMESPACE,
+                "container": _str("container (default: the pod's default container)"),
+                "command": {
+                    "type": "array",
+                    "items": {"type": "string", "maxLength": 4096},
+                    "minItems": 1,
+                    "maxItems": 64,
+                    "description": 'the command and its arguments, e.g. ["ls", "/"]',
+                },
+                "timeout_seconds": _int("how long it may run (default 30)", 1, 300),
+            },
+            ("pod", "command"),
+        ),
+        _obj(
+            {
+                "stdout": {"type": "string"},
+                "stderr": {"type": "string"},
+                "exit_code": {"type": ["integer", "null"]},
+                "message": {"type": "string"},
+                "timed_out": {"type": "boolean"},
+                "truncated": _TRUNCATED,
+            },
+            ("stdout", "stderr", "exit_code", "timed_out", "truncated"),
+        ),
+        _exec,
+        read_only=False,
+        destructive=True,
+    ),
+)
+TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
