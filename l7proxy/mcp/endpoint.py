@@ -89,6 +89,7 @@ class McpEndpoint:
         try:
             await self._by_method(exchange, connection, auth, event)
         except HttpError as refusal:
+            await _discard_body(exchange)
             event.reason = f"MCP refused: {refusal.message}"
             body = rpc.error_message(None, refusal.code, refusal.message)
             await self._answer(exchange, event, refusal.status, body, headers=refusal.headers)
@@ -313,3 +314,12 @@ async def _dispatch(request: Request, context: CallContext, progress: Progress |
     except MessageError as exc:
         return rpc.error_message(request.id, exc.code, exc.message)
     return rpc.result_message(request.id, result)
+
+
+async def _discard_body(exchange: Exchange) -> None:
+    """Read what is left of a refused request's body (bounded), so its connection can be
+    reused; a client still sending after that loses the connection instead."""
+    seen = 0
+    with trio.move_on_after(1.0):
+        while seen <= MAX_MESSAGE_BYTES and (chunk := await exchange.receive()):
+            seen += len(chunk)

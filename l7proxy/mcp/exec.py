@@ -58,29 +58,33 @@ async def run_exec(
         ),
     )
     output = ExecOutput(bytearray(), bytearray())
+    answered: list[KubeResponse] = []
+    failure: ToolError | None = None
     async with trio.open_nursery() as nursery:
-        answered: list[KubeResponse] = []
-        done = trio.Event()
 
         async def request() -> None:
             answered.append(await kube.run(exchange))
             if exchange.stream is not None:
                 await exchange.stream.aclose()  # the splice ended: so does our reading
-            done.set()
 
         nursery.start_soon(request)
         await exchange.answered.wait()
-        if exchange.stream is None:  # refused, by the gateway or by the cluster
-            await done.wait()
-            raise answered[0].failure()
-        await _session(exchange, key, output, time_limit=time_limit, max_bytes=max_bytes)
+        if exchange.stream is not None:
+            failure = await _session(
+                exchange, key, output, time_limit=time_limit, max_bytes=max_bytes
+            )
+    if exchange.stream is None:  # refused, by the gateway or by the cluster
+        raise answered[0].failure()
+    if failure is not None:
+        raise failure
     return output
 
 
 async def _session(
     exchange: InternalExchange, key: str, output: ExecOutput, *, time_limit: float, max_bytes: int
-) -> None:
-    """Read the command's output until its exit status, the server's close or `time_limit`."""
+) -> ToolError | None:
+    """Read the command's output until its exit status, the server's close or `time_limit`;
+    returns (not raises, inside the nursery) what broke the session."""
     stream = exchange.stream
     assert stream is not None  # only called after the 101
     try:
@@ -94,7 +98,7 @@ async def _session(
             while not _ended(output) and (data := await stream.receive_some()):
                 for event in frames.feed(data):
                     if isinstance(event, Close):
-                        return
+                        return None
                     if isinstance(event, Ping):
                         pong = websocket.encode_frame(
                             websocket.Opcode.PONG, event.payload, mask_key=os.urandom(4)
@@ -107,8 +111,9 @@ async def _session(
                 if error_channel:
                     _result(output, error_channel, protocol)
         output.timed_out = deadline.cancelled_caught
+        return None
     except (websocket.HandshakeError, WebSocketError, ChannelError) as exc:
-        raise ToolError(f"exec: the session broke: {exc}") from exc
+        return ToolError(f"exec: the session broke: {exc}")
     finally:
         await _close(stream)
 

@@ -196,7 +196,9 @@ async def _list_resources(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
         query["continue"] = args["continue"]
     answer = await kube.ok_json("GET", resource.path(namespace), query)
     items = [_tidy(item) for item in answer.get("items") or []]
-    kept, truncated = _bounded(items)
+    limit = int(query["limit"])  # held to even where the server does not page
+    kept, truncated = _bounded(items[:limit])
+    truncated |= len(items) > limit
     return ToolOutput(
         {
             "resource": resource.name,
@@ -267,13 +269,17 @@ async def _list_events(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     events = await kube.discover("events", "v1")
     namespace = "" if args.get("all_namespaces") else _namespace(events, args)
     query = {"limit": str(args.get("limit", DEFAULT_ITEMS))}
-    selectors = [args["field_selector"]] if args.get("field_selector") else []
-    if args.get("object_name"):
-        selectors.append(f"involvedObject.name={args['object_name']}")
-    if selectors:
-        query["fieldSelector"] = ",".join(selectors)
+    if args.get("field_selector"):
+        query["fieldSelector"] = args["field_selector"]
     answer = await kube.ok_json("GET", events.path(namespace), query)
-    rows = [_event_row(item) for item in answer.get("items") or []]
+    # Filtered here, not by an `involvedObject.name` selector: not every server has it.
+    about = args.get("object_name")
+    items = answer.get("items") or []
+    rows = [
+        _event_row(item)
+        for item in items
+        if not about or (item.get("involvedObject") or {}).get("name") == about
+    ]
     rows.sort(key=lambda row: row["last_seen"])
     kept, truncated = _bounded(rows)
     return ToolOutput({"events": kept, "count": len(kept), "truncated": truncated})
@@ -574,7 +580,9 @@ TOOLS: tuple[Tool, ...] = (
             {
                 "namespace": _NAMESPACE,
                 "all_namespaces": _bool("events of every namespace"),
-                "object_name": _str("only events about the object of this name"),
+                "object_name": _str(
+                    "only the events (of the page read) about the object of this name"
+                ),
                 "field_selector": _str("field selector, e.g. type=Warning"),
                 "limit": _int("events at most", 1, MAX_ITEMS),
             }
@@ -682,7 +690,7 @@ TOOLS: tuple[Tool, ...] = (
                 "container": _str("container (default: the pod's default container)"),
                 "command": {
                     "type": "array",
-                    "items": {"type": "string", "maxLength": 4096},
+                    "items": {"type": "string", "maxLength": 8192},
                     "minItems": 1,
                     "maxItems": 64,
                     "description": 'the command and its arguments, e.g. ["ls", "/"]',

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -23,7 +24,7 @@ from l7proxy.tools.demo import demo_policies
 from l7proxy.tools.devissuer import DevIssuer
 from l7proxy.tools.sandbox import SandboxCluster
 from l7proxy.wire.listener import Handle, serve
-from policy.model import Rule
+from policy.model import Policy, Rule
 
 KUBECTL = "/usr/bin/kubectl"
 CLUSTER_TOKEN = "sandbox-service-token"  # the gateway's static credential for the sandbox
@@ -205,11 +206,13 @@ async def start_stack(
     cluster_version: tuple[int, int] = (1, 32),
     provider: Mapping[str, object] | None = None,
     host_routing: bool = False,
+    extra_policies: Sequence[Policy] = (),
 ) -> Stack:
     """The sandbox cluster (or `upstream` in its place), the issuer and the gateway.
 
     `provider` overrides fields of the gateway's identity provider entry, e.g. `issuer` and
-    `audiences` to trust another OpenID provider than the development issuer."""
+    `audiences` to trust another OpenID provider than the development issuer.
+    `extra_policies` are added as built (for fields the configuration file cannot set yet)."""
     leaf = ca.issue_cert("127.0.0.1", "localhost", "*" + HOST_SUFFIX)
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
@@ -285,7 +288,9 @@ async def start_stack(
     }
     config_path = tmp / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    bound = await nursery.start(partial(run_gateway, load_config(config_path)))
+    loaded = load_config(config_path)
+    loaded = dataclasses.replace(loaded, policies=(*loaded.policies, *extra_policies))
+    bound = await nursery.start(partial(run_gateway, loaded))
     return Stack(
         tmp=tmp,
         ca=ca,
