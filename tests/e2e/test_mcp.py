@@ -4,8 +4,6 @@ Streamable HTTP, through the gateway in front of the sandbox cluster."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
@@ -13,6 +11,8 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.e2e.mcp_client import http_client as _http
+from tests.e2e.mcp_client import mcp
 from tests.e2e.stack import CLUSTER_TOKEN, Stack, wait_for_event
 
 ADMIN = ("platform-admins",)
@@ -40,25 +40,6 @@ spec:
     metadata: {labels: {app: api}}
     spec: {containers: [{name: api, image: "nginx:1.27"}]}
 """
-
-
-def _http(stack: Stack, token: str | None, *, http2: bool = False) -> httpx2.AsyncClient:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    return httpx2.AsyncClient(
-        verify=stack.client_ssl_context(), headers=headers, timeout=30, http2=http2
-    )
-
-
-@asynccontextmanager
-async def mcp(stack: Stack, token: str, *, http2: bool = False) -> AsyncIterator[ClientSession]:
-    url = f"{stack.gateway_url}/mcp/dev"
-    async with (
-        _http(stack, token, http2=http2) as client,
-        streamable_http_client(url, http_client=client) as (read, write),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
-        yield session
 
 
 async def _call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
