@@ -122,17 +122,10 @@ class KubeClient:
         return response
 
     async def request(
-        self,
-        method: str,
-        path: str,
-        query: Query | None = None,
-        *,
-        body: bytes = b"",
-        content_type: str = "",
+        self, method: str, path: str, query: Query | None = None, **options: Any
     ) -> KubeResponse:
-        return await self.run(
-            self.exchange(method, path, query, body=body, content_type=content_type)
-        )
+        """One request (see `exchange` for the options), its whole response kept."""
+        return await self.run(self.exchange(method, path, query, **options))
 
     async def ok_json(self, method: str, path: str, query: Query | None = None, **kw: Any) -> Any:
         """A request that must succeed; its JSON body, or the refusal as `ToolError`."""

@@ -101,6 +101,14 @@ _NAMESPACE = _str('namespace (default "default"; ignored for cluster-scoped reso
 _NAME = _str("object name", minLength=1)
 _TRUNCATED = _bool("the output was cut to stay within its bounds")
 _ANY_OBJECT: Schema = {"type": "object"}
+_STRING: Schema = {"type": "string"}
+_INTEGER: Schema = {"type": "integer"}
+_BOOLEAN: Schema = {"type": "boolean"}
+
+
+def _output(properties: dict[str, Schema]) -> Schema:
+    """A tool's output schema: every field is always there."""
+    return _obj(properties, tuple(properties))
 
 
 def _namespace(resource: ApiResource, args: dict[str, Any]) -> str:
@@ -461,10 +469,7 @@ TOOLS: tuple[Tool, ...] = (
         "Who am I",
         "The identity the gateway verified for this session, and the connection (cluster).",
         _obj({}),
-        _obj(
-            {"username": {"type": "string"}, "groups": _STRS, "connection": {"type": "string"}},
-            ("username", "groups", "connection"),
-        ),
+        _output({"username": _STRING, "groups": _STRS, "connection": _STRING}),
         _whoami,
     ),
     Tool(
@@ -482,7 +487,7 @@ TOOLS: tuple[Tool, ...] = (
             },
             ("verb", "resource"),
         ),
-        _obj({"allowed": {"type": "boolean"}, "reason": {"type": "string"}}, ("allowed", "reason")),
+        _output({"allowed": _BOOLEAN, "reason": _STRING}),
         _can_i,
     ),
     Tool(
@@ -504,17 +509,16 @@ TOOLS: tuple[Tool, ...] = (
             },
             ("resource",),
         ),
-        _obj(
+        _output(
             {
-                "resource": {"type": "string"},
-                "kind": {"type": "string"},
-                "namespace": {"type": "string"},
+                "resource": _STRING,
+                "kind": _STRING,
+                "namespace": _STRING,
                 "items": {"type": "array", "items": _ANY_OBJECT},
-                "count": {"type": "integer"},
-                "continue": {"type": "string"},
+                "count": _INTEGER,
+                "continue": _STRING,
                 "truncated": _TRUNCATED,
-            },
-            ("resource", "kind", "items", "count", "continue", "truncated"),
+            }
         ),
         _list_resources,
     ),
@@ -532,16 +536,15 @@ TOOLS: tuple[Tool, ...] = (
             },
             ("resource", "name"),
         ),
-        _obj(
+        _output(
             {
-                "resource": {"type": "string"},
-                "name": {"type": "string"},
-                "namespace": {"type": "string"},
+                "resource": _STRING,
+                "name": _STRING,
+                "namespace": _STRING,
                 "format": {"type": "string", "enum": ["yaml", "json"]},
-                "manifest": {"type": "string"},
+                "manifest": _STRING,
                 "truncated": _TRUNCATED,
-            },
-            ("resource", "name", "format", "manifest", "truncated"),
+            }
         ),
         _get_resource,
     ),
@@ -560,15 +563,14 @@ TOOLS: tuple[Tool, ...] = (
             },
             ("pod",),
         ),
-        _obj(
+        _output(
             {
-                "pod": {"type": "string"},
-                "namespace": {"type": "string"},
-                "container": {"type": "string"},
-                "text": {"type": "string"},
+                "pod": _STRING,
+                "namespace": _STRING,
+                "container": _STRING,
+                "text": _STRING,
                 "truncated": _TRUNCATED,
-            },
-            ("pod", "text", "truncated"),
+            }
         ),
         _pod_logs,
     ),
@@ -587,13 +589,12 @@ TOOLS: tuple[Tool, ...] = (
                 "limit": _int("events at most", 1, MAX_ITEMS),
             }
         ),
-        _obj(
+        _output(
             {
                 "events": {"type": "array", "items": _ANY_OBJECT},
-                "count": {"type": "integer"},
+                "count": _INTEGER,
                 "truncated": _TRUNCATED,
-            },
-            ("events", "count", "truncated"),
+            }
         ),
         _list_events,
     ),
@@ -612,13 +613,7 @@ TOOLS: tuple[Tool, ...] = (
             },
             ("manifest",),
         ),
-        _obj(
-            {
-                "results": {"type": "array", "items": _ANY_OBJECT},
-                "dry_run": {"type": "boolean"},
-            },
-            ("results", "dry_run"),
-        ),
+        _output({"results": {"type": "array", "items": _ANY_OBJECT}, "dry_run": _BOOLEAN}),
         _apply_manifest,
         read_only=False,
         audited=_audited_manifest,
@@ -637,15 +632,7 @@ TOOLS: tuple[Tool, ...] = (
             },
             ("resource", "name"),
         ),
-        _obj(
-            {
-                "resource": {"type": "string"},
-                "name": {"type": "string"},
-                "namespace": {"type": "string"},
-                "dry_run": {"type": "boolean"},
-            },
-            ("resource", "name", "namespace", "dry_run"),
-        ),
+        _output({"resource": _STRING, "name": _STRING, "namespace": _STRING, "dry_run": _BOOLEAN}),
         _delete_resource,
         read_only=False,
         destructive=True,
@@ -664,15 +651,14 @@ TOOLS: tuple[Tool, ...] = (
             },
             ("name", "replicas"),
         ),
-        _obj(
+        _output(
             {
-                "resource": {"type": "string"},
-                "name": {"type": "string"},
-                "namespace": {"type": "string"},
-                "previous_replicas": {"type": "integer"},
-                "replicas": {"type": "integer"},
-            },
-            ("resource", "name", "namespace", "previous_replicas", "replicas"),
+                "resource": _STRING,
+                "name": _STRING,
+                "namespace": _STRING,
+                "previous_replicas": _INTEGER,
+                "replicas": _INTEGER,
+            }
         ),
         _scale,
         read_only=False,
@@ -699,16 +685,15 @@ TOOLS: tuple[Tool, ...] = (
             },
             ("pod", "command"),
         ),
-        _obj(
+        _output(
             {
-                "stdout": {"type": "string"},
-                "stderr": {"type": "string"},
+                "stdout": _STRING,
+                "stderr": _STRING,
                 "exit_code": {"type": ["integer", "null"]},
-                "message": {"type": "string"},
-                "timed_out": {"type": "boolean"},
+                "message": _STRING,
+                "timed_out": _BOOLEAN,
                 "truncated": _TRUNCATED,
-            },
-            ("stdout", "stderr", "exit_code", "timed_out", "truncated"),
+            }
         ),
         _exec,
         read_only=False,
