@@ -1,4 +1,4 @@
-"""`l7proxy` command line: serve, check-config, --version."""
+"""`l7proxy` command line: serve, check-config, config-schema, explain, login, demo, …"""
 
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also reach every connection's cluster with its credential (GET /version; "
         "for eks, each role assumed through STS)",
     )
+    commands.add_parser(
+        "config-schema", help="print the configuration's JSON Schema (for editors and CI)"
+    )
     explain = commands.add_parser(
         "explain", help="show the decision the policies make for a user and a request"
     )
@@ -97,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.config, is_worker=args.worker)
         case "check-config":
             return _check_config(args.config, probe=args.probe)
+        case "config-schema":
+            return _config_schema()
         case "explain":
             return _explain(args)
         case "replay":
@@ -110,6 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         case _:
             sys.stderr.write(EXAMPLE_HINT)
             return 2
+
+
+def _config_schema() -> int:
+    import json
+
+    from l7proxy.config.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -158,7 +172,8 @@ def _replay(path: Path, *, speed: float, max_wait: float) -> int:
 def _check_config(path: Path, *, probe: bool = False) -> int:
     import trio
 
-    from l7proxy.config.loader import ConfigError, load_config, summarize
+    from l7proxy.config.loader import ConfigError, load_config
+    from l7proxy.config.summary import summarize
     from l7proxy.runtime.server import configure_logging
 
     try:

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l7proxy.config.loader import ConfigError, load_config, summarize
+from l7proxy.config.loader import ConfigError, load_config
 from l7proxy.config.settings import (
     Audit,
     Config,
@@ -25,6 +25,7 @@ from l7proxy.config.settings import (
     StaticConnection,
     TLSFiles,
 )
+from l7proxy.config.summary import summarize
 from policy.model import Policy, Rule
 
 DUMMY_FILES = {
