@@ -305,7 +305,7 @@ class Gateway:
         event: AuditEvent,
     ) -> None:
         headers = request_headers_for_upstream(exchange.head.headers)
-        if redaction_for(attributes, decision):
+        if redaction_for(attributes, decision, self.policies, auth.identity, target.connection):
             headers = redacted_request_headers(exchange.head, headers)
             exchange = RedactingExchange(exchange, watch=attributes.verb == "watch")
         try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from l7proxy.pipeline.errors import Fault, GatewayRefusal
 from l7proxy.wire.exchange import Exchange, RequestHead, UpgradedStream
 from policy.decision import Decision
+from policy.engine import PolicySet
+from policy.identity import Identity
 from protocols.attributes import Attributes
 from protocols.secret_redaction import (
     NotAcceptable,
@@ -26,14 +28,24 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 _READS = ("get", "list", "watch")
 
 
-def redaction_for(attributes: Attributes, decision: Decision) -> bool:
+def redaction_for(
+    attributes: Attributes,
+    decision: Decision,
+    policies: PolicySet,
+    caller: Identity,
+    connection: str,
+) -> bool:
+    """Whether a read of Secrets is redacted: for the acting identity's decision, and —
+    so that impersonating someone else cannot lift it — for the caller's own policies."""
     return (
-        decision.redact_secrets
-        and attributes.is_resource_request
+        attributes.is_resource_request
         and attributes.api_group == ""
         and attributes.resource == "secrets"
-        and not attributes.subresource
         and attributes.verb in _READS
+        and (
+            decision.redact_secrets
+            or any(p.redact_secrets for p in policies.policies_for(caller, connection))
+        )
     )
 
 

@@ -22,7 +22,7 @@ from lightkube.resources.core_v1 import Secret
 from policy.model import Policy, Rule
 from tests.e2e import python_clients
 from tests.e2e.mcp_client import mcp
-from tests.e2e.stack import Stack, kubectl, start_kubectl, start_stack
+from tests.e2e.stack import Stack, kubectl, start_kubectl, start_stack, wait_for_event
 
 REDACTED = base64.b64encode(b"REDACTED").decode()
 PASSWORD = "hunter2"
@@ -55,9 +55,18 @@ SECRET_READERS = Policy(
 )
 
 
+# Lets secret readers act as anyone: impersonation must not lift their redaction.
+IMPERSONATORS = Policy(
+    name="secret-readers-impersonate",
+    connection="dev",
+    groups=READERS,
+    allow=(Rule(verbs=("impersonate",), api_groups=("",), resources=("users", "groups")),),
+)
+
+
 @pytest.fixture
 async def stack(nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = await start_stack(nursery, ca, tmp_path, extra_policies=[SECRET_READERS])
+    stack = await start_stack(nursery, ca, tmp_path, extra_policies=[SECRET_READERS, IMPERSONATORS])
     admin = stack.kubeconfig(stack.token("alice", ADMIN), name="admin")
     await kubectl(admin, "apply", "-f", "-", stdin=SECRET.encode(), check=True)
     yield stack
@@ -89,6 +98,19 @@ async def test_a_caller_without_the_flag_still_sees_values(stack: Stack) -> None
     assert plain["data"]["password"] == PASSWORD_B64
     assert PASSWORD in plain["metadata"]["annotations"][LAST_APPLIED]
     _assert_redacted(redacted)  # one policy of the caller's that redacts is enough
+
+
+async def test_impersonating_someone_who_sees_values_does_not_lift_redaction(
+    stack: Stack,
+) -> None:
+    reader = stack.kubeconfig(stack.token("rita", READERS), name="reader")
+    as_admin = await kubectl(
+        reader, "get", "secret", "db", "-o", "json", "--as", "alice", "--as-group", ADMIN[0]
+    )
+    assert as_admin.returncode == 0, as_admin.stderr
+    _assert_redacted(json.loads(as_admin.stdout))
+    event = await wait_for_event(stack, lambda e: e["impersonated_user"] == "alice")
+    assert (event["user"], event["policy"]) == ("rita", "platform-admins")
 
 
 def _objects(text: str) -> list[dict[str, Any]]:
