@@ -38,6 +38,11 @@ class KubeResponse:
         return 200 <= self.status < 300
 
     def json(self) -> Any:
+        if self.truncated:
+            raise ToolError(
+                f"the answer is larger than {MAX_RESPONSE_BYTES} bytes: ask for less "
+                "(limit, selectors, a namespace)"
+            )
         try:
             return json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
