@@ -324,13 +324,14 @@ _SDK_SSE_GENERATORS = pytest.mark.filterwarnings(
 
 
 @_SDK_SSE_GENERATORS
-async def test_progress_is_streamed_as_server_sent_events(stack: Stack) -> None:
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+async def test_progress_is_streamed_as_server_sent_events(stack: Stack, http2: bool) -> None:
     progress: list[tuple[float, str | None]] = []
 
     async def record(value: float, total: float | None, message: str | None) -> None:
         progress.append((value, message))
 
-    async with mcp(stack, stack.token("agent-1", AGENT)) as session:
+    async with mcp(stack, stack.token("agent-1", AGENT), http2=http2) as session:
         result = await session.call_tool(
             "list_resources", {"resource": "deployments"}, progress_callback=record
         )
