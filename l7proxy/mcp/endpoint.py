@@ -117,8 +117,10 @@ class McpEndpoint:
                 )
 
     def _check_origin(self, exchange: Exchange) -> None:
-        """Transport §2.0.1: a browser's request from another origin is refused (DNS
-        rebinding); clients that are no browser send no Origin."""
+        """Transport §2.0.1: a browser's request from an origin other than the one it
+        addresses (its Host) is refused; clients that are no browser send no Origin. What
+        stops DNS rebinding for good is the bearer token, which no browser adds by itself,
+        and TLS, whose certificate names the gateway."""
         origin = exchange.head.header(b"origin")
         if origin is not None and origin.decode("latin-1") != self._origin(exchange):
             raise HttpError(403, rpc.INVALID_REQUEST, "the Origin is not this gateway's")

@@ -463,6 +463,7 @@ async def _exec(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
 
 _STRS: Schema = {"type": "array", "items": {"type": "string"}}
 
+# The contract's eleventh tool, `request_access`, joins these with access requests.
 TOOLS: tuple[Tool, ...] = (
     Tool(
         "whoami",
