@@ -83,7 +83,12 @@ async def test_kubectl_get_yaml_and_json_show_no_value(stack: Stack) -> None:
     as_yaml = await kubectl(reader, "get", "secret", "db", "-o", "yaml", check=True)
     as_json = await kubectl(reader, "get", "secrets", "-o", "json", check=True)
     table = await kubectl(reader, "get", "secrets", check=True)
-    for secret in (yaml.safe_load(as_yaml.stdout), json.loads(as_json.stdout)["items"][0]):
+    over_http1 = await kubectl(reader, "get", "secret", "db", "-o", "json", check=True, http1=True)
+    for secret in (
+        yaml.safe_load(as_yaml.stdout),
+        json.loads(as_json.stdout)["items"][0],
+        json.loads(over_http1.stdout),
+    ):
         _assert_redacted(secret)
     for output in (as_yaml.stdout, as_json.stdout, table.stdout):
         assert PASSWORD.encode() not in output and PASSWORD_B64.encode() not in output
