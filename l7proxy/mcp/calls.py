@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from l7proxy.identity.oidc.authenticator import Authenticated
+from l7proxy.mcp.catalog import TOOLS_BY_NAME
 from l7proxy.mcp.kube import KubeClient, Progress, ToolError
 from l7proxy.mcp.schema import InvalidArguments, check
-from l7proxy.mcp.tools import TOOLS_BY_NAME, Tool, ToolOutput
+from l7proxy.mcp.tools import Tool, ToolOutput
 from l7proxy.pipeline.gateway import Gateway
 from l7proxy.pipeline.internal import Caller
 from protocols.mcp_transport import INVALID_PARAMS, MessageError

@@ -19,9 +19,9 @@ from l7proxy import __version__
 from l7proxy.config.settings import Provider
 from l7proxy.identity.oidc.authenticator import Authenticated
 from l7proxy.mcp.calls import CallContext, call_tool
+from l7proxy.mcp.catalog import TOOLS
 from l7proxy.mcp.kube import Progress
 from l7proxy.mcp.sessions import McpSession, SessionTable
-from l7proxy.mcp.tools import TOOLS
 from l7proxy.pipeline.gateway import Gateway
 from l7proxy.pipeline.routing import MCP_PREFIX, METADATA_PREFIX
 from l7proxy.telemetry.audit import AuditEvent

@@ -1,4 +1,5 @@
-"""The MCP tools (names are contract), each a few Kubernetes requests through the gateway.
+"""What the MCP tools do (`catalog` names and describes them), each a few Kubernetes
+requests through the gateway.
 
 A tool gets validated arguments and a `KubeClient` acting as the caller; it returns its
 structured output (which matches its `output_schema`) and the text a model reads. A
@@ -70,47 +71,6 @@ class Tool:
         }
 
 
-# --- schema pieces -----------------------------------------------------------------------
-
-
-def _obj(properties: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        schema["required"] = list(required)
-    return schema
-
-
-def _str(description: str, **extra: Any) -> Schema:
-    return {"type": "string", "description": description, "maxLength": 1024, **extra}
-
-
-def _int(description: str, minimum: int, maximum: int) -> Schema:
-    return {"type": "integer", "description": description, "minimum": minimum, "maximum": maximum}
-
-
-def _bool(description: str) -> Schema:
-    return {"type": "boolean", "description": description}
-
-
-_RESOURCE = _str(
-    "resource type: plural, singular, kind or short name, e.g. pods, deploy, "
-    "Deployment, deployments.apps"
-)
-_API_VERSION = _str("group/version of the resource type, e.g. apps/v1 (default: discovered)")
-_NAMESPACE = _str('namespace (default "default"; ignored for cluster-scoped resources)')
-_NAME = _str("object name", minLength=1)
-_TRUNCATED = _bool("the output was cut to stay within its bounds")
-_ANY_OBJECT: Schema = {"type": "object"}
-_STRING: Schema = {"type": "string"}
-_INTEGER: Schema = {"type": "integer"}
-_BOOLEAN: Schema = {"type": "boolean"}
-
-
-def _output(properties: dict[str, Schema]) -> Schema:
-    """A tool's output schema: every field is always there."""
-    return _obj(properties, tuple(properties))
-
-
 def _namespace(resource: ApiResource, args: dict[str, Any]) -> str:
     return str(args.get("namespace") or "default") if resource.namespaced else ""
 
@@ -144,7 +104,7 @@ def _cut(text: str, limit: int = MAX_OUTPUT_BYTES) -> tuple[str, bool]:
 # --- the tools ---------------------------------------------------------------------------
 
 
-async def _whoami(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def whoami(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     answer = await kube.ok_json(
         "POST",
@@ -162,7 +122,7 @@ async def _whoami(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     )
 
 
-async def _can_i(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def can_i(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     attributes: dict[str, Any] = {
         "verb": args["verb"],
         "resource": args["resource"],
@@ -192,7 +152,7 @@ async def _can_i(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     )
 
 
-async def _list_resources(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def list_resources(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     resource = await kube.discover(args["resource"], args.get("api_version", ""))
     namespace = "" if args.get("all_namespaces") else _namespace(resource, args)
     query = {"limit": str(args.get("limit", DEFAULT_ITEMS))}
@@ -220,7 +180,7 @@ async def _list_resources(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     )
 
 
-async def _get_resource(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def get_resource(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     resource = await kube.discover(args["resource"], args.get("api_version", ""))
     namespace = _namespace(resource, args)
     obj = _tidy(await kube.ok_json("GET", resource.path(namespace, args["name"])))
@@ -244,7 +204,7 @@ async def _get_resource(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     )
 
 
-async def _pod_logs(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def pod_logs(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     pods = await kube.discover("pods", "v1")
     namespace = _namespace(pods, args)
     query = {
@@ -273,7 +233,7 @@ async def _pod_logs(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     )
 
 
-async def _list_events(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def list_events(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     events = await kube.discover("events", "v1")
     namespace = "" if args.get("all_namespaces") else _namespace(events, args)
     query = {"limit": str(args.get("limit", DEFAULT_ITEMS))}
@@ -326,7 +286,7 @@ def _documents(manifest: str) -> list[dict[str, Any]]:
     return documents
 
 
-async def _apply_manifest(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def apply_manifest(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     results = []
     for doc in _documents(args["manifest"]):
         resource = await kube.discover(str(doc["kind"]), str(doc["apiVersion"]))
@@ -389,7 +349,7 @@ async def _apply_one(
     return result
 
 
-def _audited_manifest(args: dict[str, Any]) -> dict[str, Any]:
+def audited_manifest(args: dict[str, Any]) -> dict[str, Any]:
     """A manifest may hold Secret values: the audit keeps which objects, never the text."""
     try:
         objects = [f"{d['kind']}/{d['metadata']['name']}" for d in _documents(args["manifest"])]
@@ -399,7 +359,7 @@ def _audited_manifest(args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "manifest": summary}
 
 
-async def _delete_resource(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def delete_resource(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     resource = await kube.discover(args["resource"], args.get("api_version", ""))
     namespace = _namespace(resource, args)
     query = {"propagationPolicy": "Background"}
@@ -416,7 +376,7 @@ async def _delete_resource(kube: KubeClient, args: dict[str, Any]) -> ToolOutput
     )
 
 
-async def _scale(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def scale(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     resource = await kube.discover(args.get("resource", "deployments"), args.get("api_version", ""))
     namespace = _namespace(resource, args)
     path = resource.path(namespace, args["name"], "scale")
@@ -436,7 +396,7 @@ async def _scale(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     )
 
 
-async def _exec(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
+async def exec_command(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     pods = await kube.discover("pods", "v1")
     output = await run_exec(
         kube,
@@ -459,246 +419,3 @@ async def _exec(kube: KubeClient, args: dict[str, Any]) -> ToolOutput:
     if output.exit_code is None and not output.timed_out:
         raise ToolError(f"exec: {output.message or 'the command ended without an exit status'}")
     return ToolOutput(structured)
-
-
-_STRS: Schema = {"type": "array", "items": {"type": "string"}}
-
-# The contract's eleventh tool, `request_access`, joins these with access requests.
-TOOLS: tuple[Tool, ...] = (
-    Tool(
-        "whoami",
-        "Who am I",
-        "The identity the gateway verified for this session, and the connection (cluster).",
-        _obj({}),
-        _output({"username": _STRING, "groups": _STRS, "connection": _STRING}),
-        _whoami,
-    ),
-    Tool(
-        "can_i",
-        "Can I",
-        "Whether the caller's policies allow a request, like `kubectl auth can-i`.",
-        _obj(
-            {
-                "verb": _str("get, list, watch, create, update, patch, delete, ..."),
-                "resource": _str("resource type, plural, e.g. pods"),
-                "api_group": _str('API group ("" for the core group)'),
-                "namespace": _str("namespace (omit for every namespace / cluster scope)"),
-                "name": _str("object name (omit for any)"),
-                "subresource": _str("subresource, e.g. log, exec, scale"),
-            },
-            ("verb", "resource"),
-        ),
-        _output({"allowed": _BOOLEAN, "reason": _STRING}),
-        _can_i,
-    ),
-    Tool(
-        "list_resources",
-        "List resources",
-        "List objects of any resource type the cluster serves, in a namespace or all, "
-        f"filtered by label and field selectors; at most `limit` ({MAX_ITEMS} max) per page, "
-        "`continue` for the next page.",
-        _obj(
-            {
-                "resource": _RESOURCE,
-                "api_version": _API_VERSION,
-                "namespace": _NAMESPACE,
-                "all_namespaces": _bool("list in every namespace"),
-                "label_selector": _str("label selector, e.g. app=web,tier!=db"),
-                "field_selector": _str("field selector, e.g. status.phase=Running"),
-                "limit": _int("objects per page", 1, MAX_ITEMS),
-                "continue": _str("the `continue` token of the previous page", maxLength=4096),
-            },
-            ("resource",),
-        ),
-        _output(
-            {
-                "resource": _STRING,
-                "kind": _STRING,
-                "namespace": _STRING,
-                "items": {"type": "array", "items": _ANY_OBJECT},
-                "count": _INTEGER,
-                "continue": _STRING,
-                "truncated": _TRUNCATED,
-            }
-        ),
-        _list_resources,
-    ),
-    Tool(
-        "get_resource",
-        "Get a resource",
-        "One object as YAML (default) or JSON.",
-        _obj(
-            {
-                "resource": _RESOURCE,
-                "name": _NAME,
-                "namespace": _NAMESPACE,
-                "api_version": _API_VERSION,
-                "format": {"type": "string", "enum": ["yaml", "json"]},
-            },
-            ("resource", "name"),
-        ),
-        _output(
-            {
-                "resource": _STRING,
-                "name": _STRING,
-                "namespace": _STRING,
-                "format": {"type": "string", "enum": ["yaml", "json"]},
-                "manifest": _STRING,
-                "truncated": _TRUNCATED,
-            }
-        ),
-        _get_resource,
-    ),
-    Tool(
-        "pod_logs",
-        "Pod logs",
-        "The last lines of a pod's container log (not followed).",
-        _obj(
-            {
-                "pod": _NAME,
-                "namespace": _NAMESPACE,
-                "container": _str("container (default: the pod's only or default container)"),
-                "tail_lines": _int("lines from the end (default 200)", 1, 10000),
-                "since_seconds": _int("only lines newer than this", 1, 30 * 86400),
-                "previous": _bool("the previous (crashed) container's log"),
-            },
-            ("pod",),
-        ),
-        _output(
-            {
-                "pod": _STRING,
-                "namespace": _STRING,
-                "container": _STRING,
-                "text": _STRING,
-                "truncated": _TRUNCATED,
-            }
-        ),
-        _pod_logs,
-    ),
-    Tool(
-        "list_events",
-        "List events",
-        "Events in a namespace (or all), optionally for one object, oldest first.",
-        _obj(
-            {
-                "namespace": _NAMESPACE,
-                "all_namespaces": _bool("events of every namespace"),
-                "object_name": _str(
-                    "only the events (of the page read) about the object of this name"
-                ),
-                "field_selector": _str("field selector, e.g. type=Warning"),
-                "limit": _int("events at most", 1, MAX_ITEMS),
-            }
-        ),
-        _output(
-            {
-                "events": {"type": "array", "items": _ANY_OBJECT},
-                "count": _INTEGER,
-                "truncated": _TRUNCATED,
-            }
-        ),
-        _list_events,
-    ),
-    Tool(
-        "apply_manifest",
-        "Apply a manifest",
-        "Create or update the objects of a YAML or JSON manifest (several documents allowed) "
-        "with server-side apply (field manager l7proxy-mcp), or create/replace where the "
-        "cluster takes no apply patches.",
-        _obj(
-            {
-                "manifest": _str("the objects, YAML or JSON", maxLength=MAX_MANIFEST_BYTES),
-                "namespace": _str('namespace for objects that name none (default "default")'),
-                "dry_run": _bool("validate on the server, change nothing"),
-                "force": _bool("take over fields another manager owns"),
-            },
-            ("manifest",),
-        ),
-        _output({"results": {"type": "array", "items": _ANY_OBJECT}, "dry_run": _BOOLEAN}),
-        _apply_manifest,
-        read_only=False,
-        audited=_audited_manifest,
-    ),
-    Tool(
-        "delete_resource",
-        "Delete a resource",
-        "Delete one object (dependents in the background).",
-        _obj(
-            {
-                "resource": _RESOURCE,
-                "name": _NAME,
-                "namespace": _NAMESPACE,
-                "api_version": _API_VERSION,
-                "dry_run": _bool("check on the server, delete nothing"),
-            },
-            ("resource", "name"),
-        ),
-        _output({"resource": _STRING, "name": _STRING, "namespace": _STRING, "dry_run": _BOOLEAN}),
-        _delete_resource,
-        read_only=False,
-        destructive=True,
-    ),
-    Tool(
-        "scale",
-        "Scale",
-        "Set the replicas of a deployment, statefulset or replicaset (its scale subresource).",
-        _obj(
-            {
-                "resource": _str("resource type (default deployments)"),
-                "api_version": _API_VERSION,
-                "name": _NAME,
-                "namespace": _NAMESPACE,
-                "replicas": _int("desired replicas", 0, 10000),
-            },
-            ("name", "replicas"),
-        ),
-        _output(
-            {
-                "resource": _STRING,
-                "name": _STRING,
-                "namespace": _STRING,
-                "previous_replicas": _INTEGER,
-                "replicas": _INTEGER,
-            }
-        ),
-        _scale,
-        read_only=False,
-        destructive=True,
-    ),
-    Tool(
-        "exec",
-        "Exec",
-        "Run a command in a pod's container without stdin or a TTY; output is bounded "
-        f"({MAX_OUTPUT_BYTES} bytes) and so is its time.",
-        _obj(
-            {
-                "pod": _NAME,
-                "namespace": _NAMESPACE,
-                "container": _str("container (default: the pod's default container)"),
-                "command": {
-                    "type": "array",
-                    "items": {"type": "string", "maxLength": 8192},
-                    "minItems": 1,
-                    "maxItems": 64,
-                    "description": 'the command and its arguments, e.g. ["ls", "/"]',
-                },
-                "timeout_seconds": _int("how long it may run (default 30)", 1, 300),
-            },
-            ("pod", "command"),
-        ),
-        _output(
-            {
-                "stdout": _STRING,
-                "stderr": _STRING,
-                "exit_code": {"type": ["integer", "null"]},
-                "message": _STRING,
-                "timed_out": _BOOLEAN,
-                "truncated": _TRUNCATED,
-            }
-        ),
-        _exec,
-        read_only=False,
-        destructive=True,
-    ),
-)
-TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
+from l7proxy.mcp.catalog import TOOLS
 from l7proxy.mcp.schema import KEYWORDS, InvalidArguments, Schema, check
-from l7proxy.mcp.tools import TOOLS
 
 
 def _walk(schema: Schema) -> list[Schema]:
