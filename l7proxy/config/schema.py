@@ -260,6 +260,8 @@ class PolicyModel(Section):
     binding_user_role: f.Text | None = None
     allow: f.ListOf[RuleModel] = ()
     deny: f.ListOf[RuleModel] = ()
+    # Secrets its callers read come back with every value replaced (see Decision).
+    redact_secrets: f.Flag = False
 
     @model_validator(mode="after")
     def applies_to_someone(self) -> PolicyModel:
@@ -276,6 +278,7 @@ class PolicyModel(Section):
             binding_user_role=self.binding_user_role,
             allow=tuple(rule.settings() for rule in self.allow),
             deny=tuple(rule.settings() for rule in self.deny),
+            redact_secrets=self.redact_secrets,
         )
 
 

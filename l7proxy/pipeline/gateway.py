@@ -26,12 +26,15 @@ from l7proxy.identity.oidc.authenticator import (
     AuthenticationError,
     ProviderUnavailable,
 )
+from l7proxy.pipeline.agents import AgentEndpoint
 from l7proxy.pipeline.errors import Fault, GatewayRefusal, Outcome, fault_for_status, status_for
+from l7proxy.pipeline.internal import Caller
 from l7proxy.pipeline.live import Live
 from l7proxy.pipeline.living import lift_hint, with_access
+from l7proxy.pipeline.redaction import RedactingExchange, redacted_request_headers, redaction_for
 from l7proxy.pipeline.reviews import ClusterAsker, Review, ReviewError, read_review, review_kind
 from l7proxy.pipeline.reviews import answer as answer_review
-from l7proxy.pipeline.routing import LocalEndpoint, Misdirected, Route, route
+from l7proxy.pipeline.routing import AgentRoute, LocalEndpoint, Misdirected, Route, route
 from l7proxy.pipeline.session import Session, channel_protocol
 from l7proxy.pipeline.shutdown import OpenStream, Shutdown
 from l7proxy.pipeline.splice import SessionEnd, splice
@@ -102,6 +105,7 @@ class Gateway:
         self.metrics = metrics
         self.state_api = state_api  # None: no state store, /l7proxy/v1/ is not served
         self.state_view = state_view  # the grants and locks in force, for enforcement
+        self.agents: AgentEndpoint | None = None  # /mcp/<connection>, when served
         self.ready = False  # set once the listeners are bound
         self.draining = False
         self.shutdown = Shutdown()
@@ -112,7 +116,9 @@ class Gateway:
         return self.ready and not self.draining and self.live.authenticator.keys_fetched
 
     # -- the straight line ----------------------------------------------------------------
-    async def handle(self, exchange: Exchange) -> None:
+    async def handle(self, exchange: Exchange, caller: Caller | None = None) -> None:
+        """One request; `caller` is set for a request the gateway makes itself on behalf
+        of a caller it already authenticated (an MCP tool's Kubernetes requests)."""
         head = exchange.head
         live = self.live
         started = time.monotonic()
@@ -123,6 +129,7 @@ class Gateway:
             client_addr=exchange.client_addr,
             user_agent=(head.header(b"user-agent") or b"").decode("latin-1"),
             http_version=head.http_version,
+            parent_audit_id=caller.parent_audit_id if caller else "",
         )
         target = route(
             head.path,
@@ -131,7 +138,10 @@ class Gateway:
             host_suffix=live.routing.host_suffix,
         )
         if target is LocalEndpoint.STATE_API and self.state_api is not None:
-            await self._answer_state_api(exchange, self.state_api, event)
+            await self._answer_state_api(exchange, self.state_api, event, caller)
+            return
+        if isinstance(target, AgentRoute):
+            await self._answer_agent(exchange, target, event)
             return
         if not isinstance(target, Route):
             await self._answer_local(exchange, target, event)
@@ -140,7 +150,7 @@ class Gateway:
             self.metrics.in_flight.inc()
             try:
                 connector = self._connector(live, target, event)
-                auth = await self._authenticate(live, exchange, event)
+                auth = await self._authenticate(live, exchange, event, caller)
                 attributes = self._resolve(exchange, target, event)
                 live = with_access(live, self.state_view, auth.identity, target.connection)
                 acting = self._impersonate(live, exchange, auth.identity, target, event)
@@ -151,7 +161,9 @@ class Gateway:
                     )
                     return
                 decision = self._authorize(live, exchange, acting, target, attributes, event)
-                await self._forward(live, exchange, connector, target, auth, decision, event)
+                await self._forward(
+                    live, exchange, connector, target, auth, decision, attributes, event
+                )
             except GatewayRefusal as refusal:
                 await self._refuse_quietly(exchange, refusal, event)
             finally:
@@ -164,7 +176,7 @@ class Gateway:
         self.metrics.observe(event)
 
     @staticmethod
-    def _connector(live: Live, target: Route, event: AuditEvent) -> Connector:
+    def _connector(live: Live, target: Route | AgentRoute, event: AuditEvent) -> Connector:
         event.connection = target.connection
         connector = live.connectors.get(target.connection)
         if connector is None:
@@ -174,7 +186,12 @@ class Gateway:
         return connector
 
     @staticmethod
-    async def _authenticate(live: Live, exchange: Exchange, event: AuditEvent) -> Authenticated:
+    async def _authenticate(
+        live: Live, exchange: Exchange, event: AuditEvent, caller: Caller | None = None
+    ) -> Authenticated:
+        if caller is not None:  # verified when the caller's own request came in
+            event.set_identity(caller.auth.identity)
+            return caller.auth
         token = bearer_token(exchange.head.header(b"authorization"))
         if token is None:
             raise GatewayRefusal(Fault.UNAUTHENTICATED, "Unauthorized: no bearer token")
@@ -296,11 +313,13 @@ class Gateway:
         )
         await _send_json(exchange, 201, response, event)
 
-    async def _answer_state_api(self, exchange: Exchange, api: StateApi, event: AuditEvent) -> None:
+    async def _answer_state_api(
+        self, exchange: Exchange, api: StateApi, event: AuditEvent, caller: Caller | None
+    ) -> None:
         """`/l7proxy/v1/`: access requests and locks, for the authenticated caller."""
         started = time.monotonic()
         try:
-            auth = await self._authenticate(self.live, exchange, event)
+            auth = await self._authenticate(self.live, exchange, event, caller)
             status, document = await api.answer(exchange, auth.identity, event)
             event.decision = "allow"
             await _drain(exchange)  # a body sent where none is read (GET, DELETE)
@@ -320,9 +339,13 @@ class Gateway:
         target: Route,
         auth: Authenticated,
         decision: Decision,
+        attributes: Attributes,
         event: AuditEvent,
     ) -> None:
         headers = request_headers_for_upstream(exchange.head.headers)
+        if redaction_for(attributes, decision, live.policies, auth.identity, target.connection):
+            headers = redacted_request_headers(exchange.head, headers)
+            exchange = RedactingExchange(exchange, watch=attributes.verb == "watch")
         try:
             pool = await connector.upstream()
             headers += await connector.credential_headers(auth.identity, decision)
@@ -454,6 +477,8 @@ class Gateway:
                 await exchange.finish()
         except ClientDisconnected:
             event.ended_by = "client"
+        except GatewayRefusal as refusal:  # a response that could not be rewritten
+            return refusal
         return None
 
     async def _open_upstream(
@@ -580,6 +605,36 @@ class Gateway:
         except ClientDisconnected:
             event.ended_by = "client"
 
+    async def _answer_agent(
+        self, exchange: Exchange, target: AgentRoute, event: AuditEvent
+    ) -> None:
+        """`/mcp/<connection>` and its protected resource metadata (RFC 9728), served by
+        `self.agents` once the caller is authenticated; the metadata is public."""
+        started = time.monotonic()
+        try:
+            await self._serve_agent(exchange, target, event)
+        except GatewayRefusal as refusal:
+            await self._refuse_quietly(exchange, refusal, event)
+        finally:
+            self._record(event, started)
+
+    async def _serve_agent(self, exchange: Exchange, target: AgentRoute, event: AuditEvent) -> None:
+        agents = self.agents
+        if agents is None:
+            raise GatewayRefusal(Fault.NOT_FOUND, "this gateway serves no MCP endpoint")
+        self._connector(self.live, target, event)
+        if target.metadata:
+            await agents.metadata(exchange, target.connection, event)
+            return
+        try:
+            auth = await self._authenticate(self.live, exchange, event)
+        except GatewayRefusal as refusal:
+            if refusal.fault is not Fault.UNAUTHENTICATED:
+                raise
+            challenge = agents.challenge(exchange, target.connection)
+            raise GatewayRefusal(refusal.fault, refusal.message, challenge) from refusal
+        await agents.serve(exchange, target.connection, auth, event)
+
     async def _refuse(self, exchange: Exchange, refusal: GatewayRefusal, event: AuditEvent) -> None:
         answer = status_for(refusal.fault)
         event.status = answer.reason.code
@@ -590,7 +645,8 @@ class Gateway:
             return  # the head is out: a Status can no longer be sent; the stream just ends
         await _drain(exchange)
         body = status_body(answer.reason, refusal.message)
-        await exchange.start_response(answer.reason.code, status_headers(body, event.audit_id))
+        headers = [*status_headers(body, event.audit_id), *refusal.headers]
+        await exchange.start_response(answer.reason.code, headers)
         await exchange.send(body)
         await exchange.finish()
 

@@ -15,6 +15,7 @@ import trio
 from l7proxy.config.loader import ConfigError
 from l7proxy.config.settings import Config
 from l7proxy.identity.oidc.authenticator import Authenticator
+from l7proxy.mcp.endpoint import McpEndpoint
 from l7proxy.pipeline.gateway import CLEANUP_TIMEOUT, Gateway
 from l7proxy.pipeline.living import enforce_on_streams
 from l7proxy.pipeline.state_api import StateApi
@@ -122,6 +123,8 @@ class Server:
         self.gateway = Gateway(
             live, audit=audit, metrics=metrics, state_api=state[0], state_view=state[1]
         )
+        scheme = "https" if config.listen.tls else "http"
+        self.gateway.agents = McpEndpoint(self.gateway, config.providers, scheme=scheme)
         self.bound: list[tuple[str, int]] = []
         metrics.reloaded(successful=True)
 

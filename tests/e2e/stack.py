@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -23,7 +24,7 @@ from l7proxy.tools.demo import demo_policies
 from l7proxy.tools.devissuer import DevIssuer
 from l7proxy.tools.sandbox import SandboxCluster
 from l7proxy.wire.listener import Handle, serve
-from policy.model import Rule
+from policy.model import Policy, Rule
 
 KUBECTL = "/usr/bin/kubectl"
 CLUSTER_TOKEN = "sandbox-service-token"  # the gateway's static credential for the sandbox
@@ -207,13 +208,15 @@ async def start_stack(
     host_routing: bool = False,
     configure: Callable[[Config], Config] | None = None,
     in_process: bool = True,
+    extra_policies: Sequence[Policy] = (),
 ) -> Stack:
     """The sandbox cluster (or `upstream` in its place), the issuer and the gateway.
 
     `provider` overrides fields of the gateway's identity provider entry, e.g. `issuer` and
     `audiences` to trust another OpenID provider than the development issuer; `configure`
-    changes the loaded configuration (for settings the loader does not read yet). Without
-    `in_process`, the gateway is not started: its configuration is in `gateway.yaml`."""
+    changes the loaded configuration (for settings the loader does not read yet), and
+    `extra_policies` are added as built. Without `in_process`, the gateway is not started:
+    its configuration is in `gateway.yaml`."""
     leaf = ca.issue_cert("127.0.0.1", "localhost", "*" + HOST_SUFFIX)
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
@@ -292,6 +295,7 @@ async def start_stack(
     gateway_url = ""
     if in_process:
         loaded = load_config(config_path)
+        loaded = dataclasses.replace(loaded, policies=(*loaded.policies, *extra_policies))
         bound = await nursery.start(
             partial(run_gateway, configure(loaded) if configure else loaded)
         )

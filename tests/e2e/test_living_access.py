@@ -11,6 +11,7 @@ import pytest
 import trio
 import trustme
 
+from tests.e2e.mcp_client import mcp
 from tests.e2e.stack import Stack, kubectl, start_kubectl, start_stack, wait_for_event
 from tests.e2e.test_access_requests import Caller, with_access_requests
 from tests.e2e.test_live_config import echoes, start_exec
@@ -124,3 +125,45 @@ async def test_a_lock_refuses_the_user_and_ends_their_watch_until_it_is_lifted(
 
     await admin.ok("lock", "delete", str(lock["id"]))
     await _eventually_succeeds(kc, "get", "pods")
+
+
+async def test_an_agent_asks_for_the_grant_its_refusal_names_through_mcp_and_gets_it(
+    stack: Stack, nursery: trio.Nursery
+) -> None:
+    lead = Caller(stack, "lead-1", "sre-leads")
+    async with mcp(stack, stack.token("agent-7", AGENT_GROUPS)) as session:
+        refused = await session.call_tool("exec", {"pod": "web-1", "command": ["echo", "hi"]})
+        assert refused.is_error
+        assert "--grant prod-write" in refused.content[0].text  # type: ignore[union-attr]
+
+        async def approve_when_filed() -> None:
+            with trio.fail_after(20):
+                while True:
+                    pending = await lead.ok("request", "list", "--state", "pending")
+                    if pending["items"]:
+                        break
+                    await trio.sleep(0.2)
+            [item] = pending["items"]  # type: ignore[misc]
+            await lead.ok("request", "approve", str(item["id"]), "--reason", "go")
+
+        nursery.start_soon(approve_when_filed)
+        asked = await session.call_tool(
+            "request_access",
+            {"grant": "prod-write", "reason": "INC-9", "duration": "30m", "wait_seconds": 30},
+        )
+        assert not asked.is_error, asked.content
+        assert asked.structured_content is not None
+        assert (asked.structured_content["state"], asked.structured_content["requester"]) == (
+            "approved",
+            "agent-7",
+        )
+        with trio.fail_after(10):  # the grant reaches the request path within a poll
+            while True:
+                ran = await session.call_tool("exec", {"pod": "web-1", "command": ["echo", "hi"]})
+                if not ran.is_error:
+                    break
+                await trio.sleep(0.2)
+        assert ran.structured_content is not None
+        assert ran.structured_content["stdout"] == "hi\n"
+    calls = [e for e in stack.session_events() if e["type"] == "mcp.tool_call"]
+    assert [c["tool"] for c in calls].count("request_access") == 1

@@ -1069,6 +1069,24 @@ def test_policy_for_users_only_is_accepted(tmp_path: Path) -> None:
     assert (policy.groups, policy.users) == ((), ("alice@example.com",))
 
 
+def test_a_policy_may_redact_secrets(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE).policies[0].redact_secrets is False
+    text = variant(
+        "    binding_user_role: eks-readonly\n",
+        "    binding_user_role: eks-readonly\n    redact_secrets: true\n",
+    )
+    assert load(tmp_path, text).policies[0].redact_secrets is True
+    assert_error(
+        tmp_path,
+        variant(
+            "    binding_user_role: eks-readonly\n",
+            "    binding_user_role: eks-readonly\n    redact_secrets: maybe\n",
+        ),
+        "redact_secrets",
+        "policies[0].redact_secrets: expected true or false, got 'maybe'",
+    )
+
+
 def test_eks_policy_requires_a_binding_user_role(tmp_path: Path) -> None:
     text = variant("    binding_user_role: eks-readonly\n", "")
     assert_error(
