@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import secrets
+import shlex
 import shutil
 import signal
 import sys
@@ -48,6 +49,7 @@ class DemoUser:
     groups: tuple[str, ...]
 
 
+DEMO_GRANT = "demo-write"  # the access request the demo's agent may file
 USERS = (
     DemoUser("demo-agent", "agent-7@demo.l7proxy", ("ai-agents-readonly",)),
     DemoUser("demo-admin", "admin@demo.l7proxy", ("platform-admins",)),
@@ -195,6 +197,7 @@ async def _demo(directory: Path, port: int, out: TextIO) -> None:
                 bound = await nursery.start(run_gateway, load_config(config_path))
                 gateway = f"https://{HOST}:{bound[0][1]}"
                 _write_kubeconfig(directory, gateway, issuer.issuer, paths["ca"])
+                _write_as_scripts(directory, gateway, issuer.issuer, paths["ca"])
                 out.write(_banner(directory, gateway, issuer.issuer))
                 out.flush()
                 async for _ in signals:
@@ -234,6 +237,16 @@ def _write_config(directory: Path, issuer: str, cluster_port: int, port: int) ->
         ],
         "policies": demo_policies(CONNECTION),
         "audit": {"sink": "audit.jsonl", "recordings_dir": "recordings"},
+        "admins": {"groups": ["platform-admins"]},
+        "access_requests": [
+            {
+                "name": DEMO_GRANT,
+                "policy": "platform-admins",
+                "requesters": {"groups": ["ai-agents-readonly"]},
+                "approvers": {"groups": ["platform-admins"]},
+                "max_duration": "1h",
+            }
+        ],
     }
     path = directory / "gateway.yaml"
     header = "# Written by `l7proxy demo` for this run (the issuer and cluster ports change).\n"
@@ -262,9 +275,27 @@ def _write_kubeconfig(directory: Path, gateway: str, issuer: str, ca: Path) -> N
     write_private(directory / "kubeconfig", text)
 
 
+def _write_as_scripts(directory: Path, gateway: str, issuer: str, ca: Path) -> None:
+    """`as-<user> request …` / `as-<user> lock …`: the access commands, signed in as a user."""
+    directory, ca = directory.resolve(), ca.resolve()  # the script may run from anywhere
+    for user in USERS:
+        options = [
+            *("--gateway", gateway, "--ca-file", str(ca), "--issuer", issuer),
+            *("--issuer-ca-file", str(ca), "--client-id", user.context),
+            *("--login-grant", "client-credentials", "--cache-dir", str(directory / "cache")),
+            *("--client-secret-file", str(directory / f"{user.context}.secret")),
+        ]
+        command = [sys.executable, "-m", "l7proxy"]
+        script = f'#!/bin/sh\nexec {shlex.join(command)} "$@" {shlex.join(options)}\n'
+        path = directory / f"as-{user.context}"
+        write_private(path, script)
+        path.chmod(0o700)
+
+
 def _banner(directory: Path, gateway: str, issuer: str) -> str:
     kc = f"kubectl --kubeconfig {directory / 'kubeconfig'}"
     agent, admin = USERS
+    as_agent, as_admin = (directory / f"as-{user.context}" for user in USERS)
     return f"""\
 l7proxy demo is running; Ctrl-C stops it. Everything is in {directory}/:
   gateway  {gateway}/k8s/{CONNECTION}   policies in {directory / "gateway.yaml"}
@@ -279,6 +310,10 @@ Try:
   {kc} --context {agent.context} delete pod web-1   # refused: read-only
   {kc} --context {agent.context} auth can-i delete pods
   {kc} --context {admin.context} get pods -w
+
+More access for a while, on an approval (the refusal above names the grant):
+  {as_agent} request create --grant {DEMO_GRANT} --reason "try it" --duration 15m
+  {as_admin} request list --state pending   # then: request approve ID --reason ok
 """
 
 

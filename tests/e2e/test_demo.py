@@ -23,7 +23,9 @@ def _l7proxy() -> list[str]:
 
 
 def _audit(demo: Path) -> list[dict[str, str]]:
-    return [json.loads(line) for line in (demo / "audit.jsonl").read_text().splitlines()]
+    """The per-request events (access requests' own events carry a `type`)."""
+    events = [json.loads(line) for line in (demo / "audit.jsonl").read_text().splitlines()]
+    return [event for event in events if "type" not in event]
 
 
 async def _run(command: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
@@ -41,6 +43,32 @@ async def _run(command: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
         )
 
 
+async def _as(cwd: Path, script: str, *args: str) -> dict[str, object]:
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [script, *args, "--output", "json"], capture_stdout=True, capture_stderr=True, cwd=cwd
+        )
+    document: dict[str, object] = json.loads(result.stdout)
+    return document
+
+
+async def _ask_and_approve(banner: str, demo: Path) -> None:
+    """The banner's access-request commands, as printed: the agent asks, the admin approves."""
+    ask, pending = [
+        shlex.split(line.strip(), comments=True)
+        for line in banner.splitlines()
+        if Path(line.split()[0] if line.split() else "").name in ("as-demo-agent", "as-demo-admin")
+    ]
+    created = await _as(demo.parent, *ask)
+    assert (created["grant"], created["state"]) == ("demo-write", "pending")
+    listed = await _as(demo.parent, *pending)
+    assert [item["id"] for item in listed["items"]] == [created["id"]]  # type: ignore[attr-defined]
+    approved = await _as(
+        demo.parent, pending[0], "request", "approve", str(created["id"]), "--reason", "ok"
+    )
+    assert approved["state"] == "approved"
+
+
 async def test_demo_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     process = await trio.lowlevel.open_process(
         [*_l7proxy(), "demo"],
@@ -53,7 +81,7 @@ async def test_demo_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path: Path
     out = b""
     try:
         with trio.fail_after(30):
-            while b"get pods -w" not in out:
+            while b"request list" not in out:
                 chunk = await process.stdout.receive_some()
                 assert chunk, f"demo ended early: {out.decode()}"
                 out += chunk
@@ -105,6 +133,12 @@ async def test_demo_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path: Path
             await watcher.stdout.aclose()
 
         demo = tmp_path / "demo"
+        assert b"--grant demo-write" in refused.stderr  # the refusal names the grant
+        await _ask_and_approve(text, demo)
+        with trio.fail_after(15):  # the approval reaches the request path within a poll
+            while (await _run(delete, tmp_path)).returncode != 0:  # noqa: ASYNC110
+                await trio.sleep(0.2)
+
         for secret in demo.glob("*.secret"):
             assert secret.stat().st_mode & 0o777 == 0o600
             assert secret.read_text().strip() not in text
