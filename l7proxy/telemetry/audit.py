@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -100,6 +101,39 @@ class _Clock:
         return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
+# RFC 9562 version 4: the version nibble is 4, the variant bits are 10.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+_IDS_PER_READ = 256
+
+
+def format_uuid4(raw: bytes) -> str:
+    """16 random bytes as a version-4 UUID string, as `str(uuid.UUID(bytes=raw, version=4))`."""
+    h = f"{(int.from_bytes(raw) & _UUID4_CLEAR) | _UUID4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class AuditIds:
+    """Random audit ids (version-4 UUIDs) from random bytes read 4 KiB at a time:
+    `str(uuid.uuid4())` costs a getrandom call and a UUID object on every request. A
+    forked child starts from fresh bytes, never from its parent's."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def new(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(16 * _IDS_PER_READ), 0
+        raw = self._pool[self._at : self._at + 16]
+        self._at += 16
+        return format_uuid4(raw)
+
+
 class AuditLog:
     """Writes events to stdout or appends them to a file, one JSON line each (rendered by
     structlog's JSON renderer, written straight to the line-buffered file: this runs once
@@ -117,6 +151,7 @@ class AuditLog:
             self._owned = True
         self._render = structlog.processors.JSONRenderer()
         self._clock = _Clock()
+        self.ids = AuditIds()
 
     def write(self, event: AuditEvent, *, duration: float) -> None:
         event.ts = self._clock.now()

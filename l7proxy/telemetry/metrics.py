@@ -30,9 +30,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The children of each (connection, decision, status) seen: `labels()` checks and
+        # looks its values up under a lock on every call. Bounded like the metrics
+        # themselves (connections x decisions x status codes).
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     def observe(self, event: AuditEvent) -> None:
-        self.requests.labels(event.connection, event.decision, str(event.status)).inc()
-        self.duration.labels(event.connection, event.decision).observe(event.duration_ms / 1000)
+        key = (event.connection, event.decision, event.status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(event.connection, event.decision, str(event.status)),
+                self.duration.labels(event.connection, event.decision),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(event.duration_ms / 1000)
 
     def render(self) -> tuple[bytes, bytes]:
         return (
