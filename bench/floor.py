@@ -16,6 +16,9 @@ the building blocks alone cost here.
   answer (client leg, `h2_server_us`), encode the forwarded request and decode the
   cluster's answer (cluster leg, `h2_client_us`).
 - `h1_server_us` / `h1_client_us`: the same two legs coded by h11 (HTTP/1.1).
+- `h1_server_loop_us`: not a floor but the gateway's own HTTP/1.1 server loop (listener,
+  `H1ServerConnection`, h11) answering a fixed 2 KB response without TLS or pipeline,
+  under `wrk -c 32` over plain TCP: what the loop adds per request on top of h11's coding.
 - `floor_us`: what one proxied request costs at least, per pairing of client and cluster
   protocol: TLS plus the client leg plus the cluster leg (`h2`: h2 on both; `h1`: HTTP/1.1
   from the client, h2 to the cluster; `h1_h1`: HTTP/1.1 on both). `run.py` sets the
@@ -25,9 +28,13 @@ the building blocks alone cost here.
 from __future__ import annotations
 
 import json
+import re
+import resource
 import ssl
 import statistics
+import subprocess
 import time
+from functools import partial
 
 import h2.config
 import h2.connection
@@ -35,7 +42,10 @@ import h11
 import trio
 import trustme
 
+from l7proxy.config.settings import Limits
 from l7proxy.wire import h2_speedups
+from l7proxy.wire.exchange import Exchange
+from l7proxy.wire.listener import serve
 from l7proxy.wire.tls import TLSStream
 
 REPEATS = 5
@@ -182,6 +192,42 @@ def h1_codec_us(rounds: int = 1000) -> tuple[float, float]:
     return client_s / rounds * 1e6, server_s / rounds * 1e6
 
 
+def h1_server_loop_us(seconds: int = 3) -> float:
+    """CPU time of this process per request while wrk (another process) keeps 32
+    connections busy; the thread waiting for wrk costs next to nothing."""
+
+    async def handle(exchange: Exchange) -> None:
+        await exchange.start_response(200, RESPONSE[1:])
+        await exchange.send(BODY)
+        await exchange.finish()
+
+    def drive(port: int) -> float:
+        url = f"http://127.0.0.1:{port}/k8s/bench/api/v1/namespaces/default/pods"
+        cmd = ["wrk", "-t", "1", "-c", "32", "-H", f"authorization: {TOKEN.decode()}", url]
+        subprocess.run([*cmd, "-d", "1s"], capture_output=True, check=True)  # warm-up
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        out = subprocess.run(
+            [*cmd, "-d", f"{seconds}s"], capture_output=True, text=True, check=True
+        ).stdout
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        done = re.search(r"(\d+) requests in", out)
+        if done is None:
+            raise RuntimeError(f"wrk: {out}")
+        return cpu / int(done[1]) * 1e6
+
+    async def main() -> float:
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(
+                partial(serve, handle, host="127.0.0.1", port=0, ssl_context=None, limits=Limits())
+            )
+            result = await trio.to_thread.run_sync(drive, bound[0][1])
+            nursery.cancel_scope.cancel()
+        return result
+
+    return trio.run(main)
+
+
 def main() -> None:
     tls_round_trip_us(200)  # warm-up
     h2_codec_us(100)
@@ -195,6 +241,7 @@ def main() -> None:
         "h2_server_us": statistics.median(s for _, s in h2),
         "h1_client_us": statistics.median(c for c, _ in h1),
         "h1_server_us": statistics.median(s for _, s in h1),
+        "h1_server_loop_us": h1_server_loop_us(),
     }
     results["h2_codec_us"] = results["h2_client_us"] + results["h2_server_us"]
     tls = results["tls_round_trip_us"]

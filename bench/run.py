@@ -737,7 +737,7 @@ def main() -> int:
     print()
     print(report.cpu_table(results))
     if settings.only:
-        print(json.dumps({key: results[key] for key in ("failures", "targets", "profiles")}))
+        print(json.dumps({key: results[key] for key in ("failures", "targets", "scenarios")}))
         print(f"\n--only: bench/RESULTS.md and latest.json left as they were "
               f"({results['wall_seconds']} s)")  # fmt: skip
         return 0
