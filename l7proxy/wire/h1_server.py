@@ -41,13 +41,13 @@ Handler = Callable[["H1Exchange"], Awaitable[None]]
 Refuse = Callable[["H1ServerConnection", StatusReason, str], Awaitable[None]]
 
 
+_PHRASES: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
 def reason_phrase(status: int) -> bytes:
     """RFC 9110's reason phrase for `status` (empty for a code it does not name): clients
     such as `h2load --h1` and the Python kubernetes client show or parse it."""
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+    return _PHRASES.get(status, b"")
 
 
 class H1Exchange:
