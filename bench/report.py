@@ -341,7 +341,10 @@ def _h2load_h1_note(results: dict[str, Any]) -> str:
         for side in ("gateway", "reference", "mitmproxy")
         if side in scenario
     )
-    return f" `h2load --h1` counted every response done as 2xx, in every round: {counted}."
+    return (
+        " `h2load --h1` counted every request done as a 2xx response (no 3xx, 4xx or 5xx), "
+        f"in every round: {counted}."
+    )
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:

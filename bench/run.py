@@ -305,7 +305,7 @@ class Bench:
         processes spent during it divided by the requests it served."""
         url = self.url(side, fixtures.PODS_PATH, prefix)
         if warmup > 0:
-            self._load(url, kind, warmup)
+            self._load(url, kind, warmup, warm_up=True)
         before = self._cpu(side)
         result = self._load(url, kind, duration)
         spent = {pid: sec - before.get(pid, 0.0) for pid, sec in self._cpu(side).items()}
@@ -316,10 +316,16 @@ class Bench:
         per_request = 1000 * sum(spent.values()) / max(1, result.requests)
         return dataclasses.replace(result, cpu_ms_per_request=per_request)
 
-    def _load(self, url: str, kind: Load, duration: float) -> measure.LoadResult:
+    def _load(
+        self, url: str, kind: Load, duration: float, *, warm_up: bool = False
+    ) -> measure.LoadResult:
         if kind.tool == "wrk":
             return measure.wrk(
-                url, token=self.token, connections=kind.connections, duration=duration
+                url,
+                token=self.token,
+                connections=kind.connections,
+                duration=duration,
+                warm_up=warm_up,
             )
         return measure.h2load(
             url,
@@ -329,6 +335,7 @@ class Bench:
             streams=kind.streams,
             duration=duration,
             log_file=self.tmp / "h2load.log",
+            warm_up=warm_up,
         )
 
     def _cpu(self, side: str) -> dict[int, float]:
@@ -386,8 +393,8 @@ class Bench:
     def warm_up(self) -> None:
         for side in self.s.sides:
             for kind in (Load("h2load", 8, 4), Load("wrk", 8)):
-                self.load(side, kind, duration=1, warmup=0)
-        self.load("gateway", Load("wrk", 8), duration=1, warmup=0, prefix=fixtures.H1_PREFIX)
+                self._load(self.url(side, fixtures.PODS_PATH), kind, 2, warm_up=True)
+        self._load(self.url("gateway", fixtures.PODS_PATH, fixtures.H1_PREFIX), Load("wrk", 8), 2)
         self.failures = {side: 0 for side in SIDES}
         self.cpu = {}
 
