@@ -195,7 +195,7 @@ class Bench:
         )  # fmt: skip
         info = procs.read_json_line(issuer, 30)
         self.issuer, self.token = str(info["issuer"]), str(info["token"])
-        self.gateway = self._gateway(
+        self.gateway = self.start_gateway(
             "bench", self.ports["gateway"], self.ports["upstream"], self.ports["upstream_h1"]
         )
         self.proxies["gateway"] = self.gateway
@@ -225,7 +225,7 @@ class Bench:
         procs.wait_until(lambda: procs.https_get(port, probe, self.tls)[0] == 200, 30, "mitmproxy")
         return proc
 
-    def _gateway(
+    def start_gateway(
         self, connection: str, port: int, upstream_port: int, h1_upstream_port: int | None = None
     ) -> subprocess.Popen[bytes]:
         conf = fixtures.gateway_conf(
@@ -434,7 +434,7 @@ class Bench:
         context = ssl.create_default_context(cafile=str(self.certs.ca))
         context.set_alpn_protocols(["http/1.1"])
         port = procs.free_port()
-        gateway = self._gateway("upgrade", port, self.ports["upgrade_upstream"])
+        gateway = self.start_gateway("upgrade", port, self.ports["upgrade_upstream"])
         ports = {"gateway": port, "reference": self.ports["reference"]}
         sides = ("gateway", "reference")
         runs: dict[str, list[measure.UpgradeResult]] = {side: [] for side in sides}
@@ -532,7 +532,7 @@ class Bench:
         try:
             sandbox_port = int(str(procs.read_json_line(sandbox, 30)["port"]))
             port = procs.free_port()
-            gateway = self._gateway("sandbox", port, sandbox_port)
+            gateway = self.start_gateway("sandbox", port, sandbox_port)
             path = "/k8s/sandbox/api/v1/namespaces/default/pods"
             for kind in (Load("h2load", 8, 4), Load("wrk", 8)):  # both protocols' code paths
                 self._load(f"https://127.0.0.1:{port}{path}", kind, 1)
