@@ -329,8 +329,13 @@ class Gateway:
                     refusal = await self._relay_response(exchange, upstream, auth, event, head_wait)
                     nursery.cancel_scope.cancel()
         finally:
-            with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
+            if event.ended_by == "complete":
+                # Read to its end, the request is released without waiting on the cluster
+                # (nothing to reset), so it needs no shielded, timed scope of its own.
                 await upstream.aclose()
+            else:
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
+                    await upstream.aclose()
         if refusal is not None:
             raise refusal
 
