@@ -59,8 +59,16 @@ BENCH_PACKAGES := nginx nghttp2-client wrk curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_ARGS ?=
 
-# l7proxy against nginx proxy_pass; writes bench/RESULTS.md and bench/results/latest.json.
-bench: install
+# The bench's Python peer, mitmproxy from PyPI, in a venv of its own (its dependencies are
+# not the project's).
+PEERS := bench/.peers
+$(PEERS)/bin/mitmdump:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet mitmproxy
+
+# l7proxy against nginx proxy_pass and mitmproxy; writes bench/RESULTS.md and
+# bench/results/latest.json.
+bench: install $(PEERS)/bin/mitmdump
 	@for tool in $(BENCH_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		$(SUDO) apt-get update -q && \

@@ -19,6 +19,7 @@ PODS_PATH = "/api/v1/namespaces/default/pods"
 LOG_PATH = "/api/v1/namespaces/default/pods/web-1/log"
 DISCOVERY_PATHS = ("/api", "/apis", "/api/v1")
 PREFIX = "/k8s/bench"  # the gateway's connection prefix; the reference nginx strips the same
+H1_PREFIX = "/k8s/bench-h1"  # the same upstream documents, reached over HTTP/1.1 only
 UPGRADE_PREFIX = "/k8s/upgrade"  # the upgrade scenario's connection, in front of upgrade_server.py
 
 
@@ -160,24 +161,28 @@ def _nginx_common(tmp: Path, name: str, workers: int) -> tuple[str, str]:
     )
 
 
-def upstream_nginx_conf(tmp: Path, port: int, certs: Certs, files: dict[str, Path]) -> Path:
-    """A TLS upstream (h2 and HTTP/1.1) serving the documents at their cluster paths."""
+def upstream_nginx_conf(
+    tmp: Path, port: int, h1_port: int, certs: Certs, files: dict[str, Path]
+) -> Path:
+    """A TLS upstream serving the documents at their cluster paths: on `port` with h2 and
+    HTTP/1.1, on `h1_port` with HTTP/1.1 only (no h2 in its ALPN)."""
     main, http = _nginx_common(tmp, "upstream", 2)
     locations = "".join(
         f"    location = {path} {{ alias {file}; }}\n"
         for path, file in files.items()
         if path != LOG_PATH
     )
-    conf = (
-        main + "http {\n" + http + "sendfile on;\n"
+    servers = "".join(
         "  server {\n"
-        f"    listen 127.0.0.1:{port} ssl http2;\n"
+        f"    listen 127.0.0.1:{listen};\n"
         f"    ssl_certificate {certs.cert};\n    ssl_certificate_key {certs.key};\n"
         "    default_type application/json;\n"
         f"{locations}"
         f"    location = {LOG_PATH} {{ default_type text/plain; alias {files[LOG_PATH]}; }}\n"
-        "  }\n}\n"
+        "  }\n"
+        for listen in (f"{port} ssl http2", f"{h1_port} ssl")
     )
+    conf = main + "http {\n" + http + "sendfile on;\n" + servers + "}\n"
     path = tmp / "upstream.conf"
     path.write_text(conf)
     return path
@@ -232,10 +237,21 @@ def reference_nginx_conf(
 
 
 def gateway_conf(
-    tmp: Path, name: str, *, port: int, upstream_port: int, issuer: str, workers: int
+    tmp: Path,
+    name: str,
+    *,
+    port: int,
+    upstream_port: int,
+    issuer: str,
+    workers: int,
+    h1_upstream_port: int | None = None,
 ) -> Path:
     """The gateway with OIDC, policy and a file audit sink; connection `bench` (or whatever
-    `name` says) reaches the upstream with a static token."""
+    `name` says) reaches the upstream with a static token, and with `h1_upstream_port`
+    connection `<name>-h1` reaches the HTTP/1.1-only upstream the same way."""
+    upstreams = {name: upstream_port}
+    if h1_upstream_port is not None:
+        upstreams[f"{name}-h1"] = h1_upstream_port
     config = {
         "listen": {
             "address": f"127.0.0.1:{port}",
@@ -257,18 +273,19 @@ def gateway_conf(
         },
         "connections": [
             {
-                "name": name,
+                "name": connection,
                 "type": "static",
-                "server": f"https://127.0.0.1:{upstream_port}",
+                "server": f"https://127.0.0.1:{upstream}",
                 "certificate_authority_file": "ca.pem",
                 "token_file": "cluster-token",
             }
+            for connection, upstream in upstreams.items()
         ],
         "policies": [
             {
-                "name": "bench-readers",
+                "name": f"{connection}-readers",
                 "groups": [GROUP],
-                "connection": name,
+                "connection": connection,
                 "allow": [
                     {
                         "verbs": ["get", "list", "watch"],
@@ -290,9 +307,29 @@ def gateway_conf(
                     }
                 ],
             }
+            for connection in upstreams
         ],
         "audit": {"sink": f"audit-{name}.jsonl"},
     }
     path = tmp / f"gateway-{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def mitmproxy_command(
+    mitmdump: Path, *, port: int, upstream_port: int, certs: Certs, addon: Path
+) -> list[str]:
+    """The Python peer: mitmdump in reverse-proxy mode towards the same upstream, TLS with
+    the bench certificate towards clients (h2 and HTTP/1.1), the upstream verified against
+    the bench CA, and `addon` rewriting the prefix and the credential like nginx does."""
+    return [
+        str(mitmdump), "--quiet",
+        "--mode", f"reverse:https://127.0.0.1:{upstream_port}",
+        "--listen-host", "127.0.0.1", "--listen-port", str(port),
+        "--certs", f"*={certs.cert}",
+        "--set", f"ssl_verify_upstream_trusted_ca={certs.ca}",
+        "--set", "stream_large_bodies=64k",
+        "--set", f"bench_prefix={PREFIX}",
+        "--set", f"bench_token={CLUSTER_TOKEN}",
+        "-s", str(addon),
+    ]  # fmt: skip

@@ -1,13 +1,17 @@
-"""Load generators and what they report: wrk (HTTP/1.1) and h2load (HTTP/2) for request
-rates and latency, curl for streaming throughput.
+"""Load generators and what they report: wrk and `h2load --h1` (HTTP/1.1) and h2load
+(HTTP/2) for request rates and latency, curl for streaming throughput.
 
 HTTP/2 latency percentiles come from h2load's `--log-file` (one row per request: start
 time, status, microseconds until the end of the response); h2load's own summary only has
 min/max/mean/sd. Percentiles are nearest-rank over the successful requests of the run.
 Upgrades (exec / port-forward) use `upgraded_stream` below: a plain ssl socket.
-HTTP/1.1 uses wrk, whose `--latency` prints p50/p99. h2load's HTTP/1.1 parser records a
-response's status only from a non-empty reason phrase: the gateway sends it
-(`HTTP/1.1 200 OK`), which `h2load_h1_successes` checks before the load runs.
+HTTP/1.1 runs both through wrk, whose `--latency` prints p50/p99, and through `h2load
+--h1`: h2load's HTTP/1.1 parser records a response's status only from a non-empty reason
+phrase, which the gateway now sends, so its count of 2xx responses must equal the requests
+done (`LoadResult.all_2xx`).
+
+Each call is one measured run; the caller warms up with a run of its own first, so that
+CPU time read from /proc before and after a run covers exactly the requests it reports.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ class LoadResult:
     p99_ms: float
     succeeded: int
     failed: int  # failed, errored or timed out, or any non-2xx status
+    requests: int  # responses received in the measured run (the CPU-per-request divisor)
+    all_2xx: bool  # every request done was counted as a 2xx response
+    cpu_ms_per_request: float = 0.0  # filled in by the caller, from /proc
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -84,10 +91,11 @@ def h2load(
     connections: int,
     streams: int,
     duration: float,
-    warmup: float,
     log_file: Path,
+    warm_up: bool = False,
 ) -> LoadResult:
-    """One timed h2load run (`-D`, after `--warm-up-time`)."""
+    """One timed h2load run (`-D`). A warm-up run (`warm_up`) may end before any request
+    does (a slow proxy under many streams); a measured one may not."""
     cmd = [
         "h2load",
         *(["--h1"] if h1 else []),
@@ -95,15 +103,12 @@ def h2load(
         "-m", str(streams),
         "-t", "1",
         "-D", f"{duration:g}",
-        "--warm-up-time", f"{warmup:g}",
         "-H", f"authorization: Bearer {token}",
         "--log-file", str(log_file),
         url,
     ]  # fmt: skip
     log_file.unlink(missing_ok=True)  # h2load appends to an existing log
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=duration + warmup + 60, check=False
-    )
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
     out = done.stdout
     finished, requests, status = _FINISHED.search(out), _REQUESTS.search(out), _STATUS.search(out)
     if done.returncode != 0 or not (finished and requests and status):
@@ -114,36 +119,42 @@ def h2load(
         if len(fields) >= 3 and fields[1].startswith("2"):
             latencies.append(int(fields[2]) / 1000)
     if not latencies:
+        if warm_up:
+            return LoadResult(0.0, 0.0, 0.0, 0, 0, 0, all_2xx=True)
         raise RuntimeError(f"h2load logged no successful request:\n{out}")
-    succeeded = int(requests[4])
+    done_count = int(requests[3])
     failed = int(requests[5]) + int(requests[6]) + int(requests[7])
+    ok_2xx = int(status[1])
     non_2xx = sum(int(n) for n in status.groups()[1:])
+    # A response whose request was still running when the run ended counts as 2xx but not
+    # as done, so 2xx may exceed done by the requests in flight at the end.
     return LoadResult(
         rps=float(finished[1]),
         p50_ms=percentile(latencies, 50),
         p99_ms=percentile(latencies, 99),
-        succeeded=succeeded - non_2xx,
+        succeeded=min(ok_2xx, done_count),
         failed=failed + non_2xx,
+        requests=done_count,
+        all_2xx=non_2xx == 0 and ok_2xx >= done_count,
     )
 
 
-def wrk(url: str, *, token: str, connections: int, duration: float, warmup: float) -> LoadResult:
-    """A warm-up run (discarded), then one timed wrk run over HTTP/1.1 keep-alive."""
-    results = []
-    for seconds in (warmup, duration):
-        cmd = [
-            "wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-            "--latency", "-H", f"authorization: Bearer {token}", url,
-        ]  # fmt: skip
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=seconds + 60, check=False
-        )
-        results.append(done)
-    out = results[-1].stdout
+def wrk(
+    url: str, *, token: str, connections: int, duration: float, warm_up: bool = False
+) -> LoadResult:
+    """One timed wrk run over HTTP/1.1 keep-alive (a warm-up run may end with none done)."""
+    cmd = [
+        "wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(duration))}s",
+        "--latency", "-H", f"authorization: Bearer {token}", url,
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
+    out = done.stdout
     rps, requests = _WRK_RPS.search(out), _WRK_REQUESTS.search(out)
     pcts = {p: float(v) * _MS_PER_UNIT[unit] for p, v, unit in _WRK_PCT.findall(out)}
-    if results[-1].returncode != 0 or not (rps and requests) or set(pcts) != {"50", "99"}:
-        raise RuntimeError(f"wrk failed ({results[-1].returncode}):\n{out}\n{results[-1].stderr}")
+    if warm_up and done.returncode == 0 and requests and requests[1] == "0":
+        return LoadResult(0.0, 0.0, 0.0, 0, 0, 0, all_2xx=True)
+    if done.returncode != 0 or not (rps and requests) or set(pcts) != {"50", "99"}:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{out}\n{done.stderr}")
     non_2xx = _WRK_NON_2XX.search(out)
     socket_errors = _WRK_SOCKET_ERRORS.search(out)
     failed = (int(non_2xx[1]) if non_2xx else 0) + (
@@ -155,6 +166,8 @@ def wrk(url: str, *, token: str, connections: int, duration: float, warmup: floa
         p99_ms=pcts["99"],
         succeeded=int(requests[1]) - (int(non_2xx[1]) if non_2xx else 0),
         failed=failed,
+        requests=int(requests[1]),
+        all_2xx=non_2xx is None,
     )
 
 

@@ -90,7 +90,10 @@ def _check_path(path: str, target: str) -> None:
         _refuse("request path contains an empty segment", target)
     # Only ASCII other than '/' and '%' can be encoded by now, so decoding a segment
     # cannot fail and cannot split it.
-    if any(unquote(segment) in _DOT_SEGMENTS for segment in path.split("/")):
+    segments = path.split("/")
+    if "%" in path:
+        segments = [unquote(segment) for segment in segments]
+    if not _DOT_SEGMENTS.isdisjoint(segments):
         _refuse("request path contains a dot segment", target)
 
 

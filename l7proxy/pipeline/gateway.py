@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import time
-import uuid
 from dataclasses import dataclass
 
 import structlog
@@ -123,7 +122,7 @@ class Gateway:
         live = self.live
         started = time.monotonic()
         event = AuditEvent(
-            audit_id=str(uuid.uuid4()),
+            audit_id=self.audit.ids.new(),
             method=head.method,
             path=head.path,
             client_addr=exchange.client_addr,
@@ -381,8 +380,13 @@ class Gateway:
                     refusal = await self._relay_response(relay, head_wait)
                     nursery.cancel_scope.cancel()
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
+            if relay.event.ended_by == "complete":
+                # Read to its end, the request is released without waiting on the cluster
+                # (nothing to reset), so it needs no shielded, timed scope of its own.
                 await upstream.aclose()
+            else:
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + CLEANUP_TIMEOUT):
+                    await upstream.aclose()
         if refusal is not None:
             raise refusal
 
@@ -654,7 +658,7 @@ class Gateway:
         """A request the listener refused before `handle`: audit it, and answer it when
         there is an exchange to answer on (the listener answers HTTP/1.1 itself)."""
         started = time.monotonic()
-        event = AuditEvent(audit_id=str(uuid.uuid4()))
+        event = AuditEvent(audit_id=self.audit.ids.new())
         if exchange is not None:
             event.method = exchange.head.method
             event.path = exchange.head.path[:256]

@@ -8,7 +8,10 @@ token or a body: the event has no field that could hold one.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import operator
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -84,6 +87,26 @@ class AuditEvent:
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(AuditEvent))
 _field_values = operator.attrgetter(*_FIELDS)
+_escape = json.encoder.encode_basestring_ascii  # json.dumps's own string encoder (C)
+_KEYS = tuple(_escape(name) + ": " for name in _FIELDS)
+
+
+def render_event(event: AuditEvent) -> str:
+    """The event as one JSON object, exactly the text of `json.dumps` of its fields (tuples
+    as lists) in field order: written field by field, since this runs once per request and
+    building a dict for `json.dumps` cost about twice as much."""
+    parts = []
+    for key, value in zip(_KEYS, _field_values(event), strict=True):
+        kind = type(value)
+        if kind is str:
+            parts.append(key + _escape(value))
+        elif kind is tuple:
+            parts.append(key + "[" + ", ".join(map(_escape, value)) + "]")
+        elif kind is int or (kind is float and math.isfinite(value)):
+            parts.append(key + repr(value))  # what json.dumps writes for these
+        else:
+            parts.append(key + json.dumps(value))
+    return "{" + ", ".join(parts) + "}"
 
 
 class _Clock:
@@ -103,6 +126,39 @@ class _Clock:
         return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
+# RFC 9562 version 4: the version nibble is 4, the variant bits are 10.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+_IDS_PER_READ = 256
+
+
+def format_uuid4(raw: bytes) -> str:
+    """16 random bytes as a version-4 UUID string, as `str(uuid.UUID(bytes=raw, version=4))`."""
+    h = f"{(int.from_bytes(raw) & _UUID4_CLEAR) | _UUID4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class AuditIds:
+    """Random audit ids (version-4 UUIDs) from random bytes read 4 KiB at a time:
+    `str(uuid.uuid4())` costs a getrandom call and a UUID object on every request. A
+    forked child starts from fresh bytes, never from its parent's."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def new(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(16 * _IDS_PER_READ), 0
+        raw = self._pool[self._at : self._at + 16]
+        self._at += 16
+        return format_uuid4(raw)
+
+
 class AuditLog:
     """Writes events to stdout or appends them to a file, one JSON line each (rendered by
     structlog's JSON renderer, written straight to the line-buffered file: this runs once
@@ -120,15 +176,12 @@ class AuditLog:
             self._owned = True
         self._render = structlog.processors.JSONRenderer()
         self._clock = _Clock()
+        self.ids = AuditIds()
 
     def write(self, event: AuditEvent, *, duration: float) -> None:
         event.ts = self._clock.now()
         event.duration_ms = round(duration * 1000, 3)
-        # By hand rather than dataclasses.asdict, which deep-copies: this runs per request.
-        fields = dict(zip(_FIELDS, _field_values(event), strict=True))
-        fields["groups"] = list(event.groups)
-        fields["impersonated_groups"] = list(event.impersonated_groups)
-        self._emit(fields)
+        self._write_line(render_event(event))
 
     def write_session(self, kind: str, event: AuditEvent, details: Mapping[str, object]) -> None:
         """A session's start or end (`kind`), beside the request's own event."""
@@ -154,7 +207,9 @@ class AuditLog:
         self._emit({"type": kind, "ts": self._clock.now(), **fields})
 
     def _emit(self, fields: dict[str, object]) -> None:
-        line = cast(str, self._render(None, "info", fields))  # json.dumps: a str
+        self._write_line(cast(str, self._render(None, "info", fields)))  # json.dumps: a str
+
+    def _write_line(self, line: str) -> None:
         self._file.write(line + "\n")
         if not self._owned:
             self._file.flush()  # stdout may be a pipe: each event leaves whole, at once

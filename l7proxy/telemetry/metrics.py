@@ -85,6 +85,10 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
+        # The children of each (connection, verb, decision, status) seen: `labels()` checks
+        # and looks its values up under a lock on every call. Bounded like the metrics
+        # themselves (connections x verbs x decisions x status codes).
+        self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
 
     def _counter(self, name: str, documentation: str, label: str) -> Counter:
         return Counter(name, documentation, [label], registry=self.registry)
@@ -115,10 +119,18 @@ class Metrics:
             self.jwks_failures.labels(provider).inc()
 
     def observe(self, event: AuditEvent) -> None:
-        self.requests.labels(event.connection, event.verb, event.decision, str(event.status)).inc()
-        self.duration.labels(event.connection, event.verb, event.decision).observe(
-            event.duration_ms / 1000
-        )
+        key = (event.connection, event.verb, event.decision, event.status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(
+                    event.connection, event.verb, event.decision, str(event.status)
+                ),
+                self.duration.labels(event.connection, event.verb, event.decision),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(event.duration_ms / 1000)
 
     def render(self) -> tuple[bytes, bytes]:
         registry = self.registry
