@@ -6,8 +6,8 @@ gateway's answer (502 for a failed connection or protocol, 504 for a timeout).
 
 A pooled connection may have died while it sat idle (the cluster restarted, or closed idle
 keep-alive connections). One found closed before use is dropped unused; a request that
-meets the death anyway is sent once more on a fresh connection only if sending it twice
-cannot change anything (`_Replayed`).
+meets the death anyway is sent once more, elsewhere, only if sending it twice cannot change
+anything (`_Replayed`).
 """
 
 from __future__ import annotations
@@ -238,8 +238,8 @@ class _H1Request:
 
 class _Replayed:
     """A replayable request (`REPLAYABLE_METHODS`, no body) sent on a reused connection:
-    if that connection fails before any byte of the answer, the request is sent once more
-    on a fresh connection and the second answer, or failure, is the one that counts."""
+    if it fails there before any byte of the answer, it is sent once more (`_send_again`)
+    and the second answer, or failure, is the one that counts."""
 
     def __init__(
         self, first: _H1Request | _H2Request, replay: Callable[[], Awaitable[UpstreamRequest]]
@@ -342,7 +342,7 @@ class UpstreamPool:
             return await self._send_head(conn, method, target, headers, has_body=has_body)
         if has_body or method not in REPLAYABLE_METHODS:
             return await self._send_head(conn, method, target, headers, has_body=has_body)
-        replay = partial(self._send_on_fresh_connection, method, target, headers)
+        replay = partial(self._send_again, method, target, headers)
         try:
             first = await self._send_head(conn, method, target, headers, has_body=False)
         except UpstreamError as exc:
@@ -350,9 +350,9 @@ class UpstreamPool:
             return await replay()
         return _Replayed(first, replay)
 
-    async def _send_on_fresh_connection(
-        self, method: str, target: str, headers: Headers
-    ) -> UpstreamRequest:
+    async def _send_again(self, method: str, target: str, headers: Headers) -> UpstreamRequest:
+        """Send a bodyless request that failed: on a new connection, or over HTTP/2 on the
+        pool's session if the failure was its stream's alone (a reset, not a lost session)."""
         conn = await self._in_connect_time(self._new_connection)
         return await self._send_head(conn, method, target, headers, has_body=False)
 

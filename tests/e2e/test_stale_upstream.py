@@ -79,6 +79,7 @@ DROPPED = [
 ]
 
 
+@pytest.mark.parametrize("alpn", ALPNS, ids=["h2", "http1"])
 @pytest.mark.parametrize(
     ("verb", "method", "drops", "received", "answered"),
     DROPPED,
@@ -93,11 +94,10 @@ async def test_a_bodyless_request_whose_reused_cluster_connection_drops_it_is_re
     drops: int,
     received: int,
     answered: bool,
+    alpn: tuple[str, ...],
 ) -> None:
     cluster = _DroppingCluster(Counter({(method, "/flaky"): drops}))
-    stack = await start_stack(
-        nursery, ca, tmp_path, upstream=cluster.handle, cluster_alpn=("http/1.1",)
-    )
+    stack = await start_stack(nursery, ca, tmp_path, upstream=cluster.handle, cluster_alpn=alpn)
     kc = stack.kubeconfig(stack.token("admin-1", ADMIN))
     await kubectl(kc, "get", "--raw", VIA_GATEWAY + "/warm", check=True)  # a pooled connection
     result = await kubectl(kc, verb, "--raw", VIA_GATEWAY + "/flaky")
