@@ -94,7 +94,8 @@ class TLSStream(trio.abc.Stream):
 
     def has_unread_input(self) -> bool:
         """The peer sent something not yet read: bytes, close_notify, or the end of the
-        connection. On a connection at rest between requests, a sign it cannot take one."""
+        connection (or this side closed or broke the stream). On a connection at rest
+        between requests, a sign it cannot take another."""
         if (
             self._closed
             or self._broken
