@@ -232,10 +232,18 @@ def reference_nginx_conf(
 
 
 def gateway_conf(
-    tmp: Path, name: str, *, port: int, upstream_port: int, issuer: str, workers: int
+    tmp: Path,
+    name: str,
+    *,
+    port: int,
+    upstream_port: int,
+    issuer: str,
+    workers: int,
+    policies: list[dict[str, object]] | None = None,
 ) -> Path:
     """The gateway with OIDC, policy and a file audit sink; connection `bench` (or whatever
-    `name` says) reaches the upstream with a static token."""
+    `name` says) reaches the upstream with a static token. `policies` replace the one
+    that lets group `bench-readers` read."""
     config = {
         "listen": {
             "address": f"127.0.0.1:{port}",
@@ -264,7 +272,8 @@ def gateway_conf(
                 "token_file": "cluster-token",
             }
         ],
-        "policies": [
+        "policies": policies
+        or [
             {
                 "name": "bench-readers",
                 "groups": [GROUP],

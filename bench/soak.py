@@ -40,7 +40,6 @@ from typing import Any, NoReturn
 import fixtures
 import procs
 import trio
-import yaml
 
 from l7proxy.tools.demo import demo_policies
 from l7proxy.tools.devissuer import DevIssuer
@@ -133,7 +132,15 @@ class Soak:
         await nursery.start(partial(self.issuer.serve, host="127.0.0.1", ssl_context=context))
         self.ports["gateway"] = procs.free_port()
         await trio.to_thread.run_sync(self._start_cluster, 0)
-        config = self._gateway_config()
+        config = fixtures.gateway_conf(
+            self.tmp,
+            CONNECTION,
+            port=self.ports["gateway"],
+            upstream_port=self.ports["cluster"],
+            issuer=self.issuer.issuer,
+            workers=self.workers,
+            policies=demo_policies(CONNECTION),
+        )
         self.gateway = self.procs.start(
             "gateway", [str(L7PROXY), "serve", "--config", str(config)], cwd=self.tmp
         )
@@ -148,42 +155,6 @@ class Soak:
             pipe_stdout=True,
         )  # fmt: skip
         self.ports["cluster"] = int(str(procs.read_json_line(self.cluster, 30)["port"]))
-
-    def _gateway_config(self) -> Path:
-        config = {
-            "listen": {
-                "address": f"127.0.0.1:{self.ports['gateway']}",
-                "tls": {"cert_file": "server.pem", "key_file": "server-key.pem"},
-            },
-            "workers": self.workers,
-            "identity": {
-                "providers": [
-                    {
-                        "name": "soak-sso",
-                        "issuer": self.issuer.issuer,
-                        "audiences": ["l7proxy"],
-                        "username_claim": "sub",
-                        "groups_claim": "groups",
-                        "signing_algs": ["RS256"],
-                        "ca_file": "ca.pem",
-                    }
-                ]
-            },
-            "connections": [
-                {
-                    "name": CONNECTION,
-                    "type": "static",
-                    "server": f"https://127.0.0.1:{self.ports['cluster']}",
-                    "certificate_authority_file": "ca.pem",
-                    "token_file": "cluster-token",
-                }
-            ],
-            "policies": demo_policies(CONNECTION),
-            "audit": {"sink": "audit.jsonl", "recordings_dir": "recordings"},
-        }
-        path = self.tmp / "gateway.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return path
 
     def _wait_for_gateway(self) -> None:
         log = self.tmp / "gateway.log"
@@ -242,28 +213,33 @@ class Soak:
             minute.expected[reason] += 1
 
     # -- kubectl --------------------------------------------------------------------------
-    def kubeconfig(self, name: str, who: tuple[str, tuple[str, ...]], lifetime: float) -> Path:
-        """A kubeconfig with a freshly minted token (signed with the issuer's current key)."""
-        token = self.issuer.mint(who[0], groups=who[1], expires_in=lifetime)
+    async def kubeconfig(
+        self, name: str, who: tuple[str, tuple[str, ...]], lifetime: float
+    ) -> Path:
+        """Client `name`'s kubeconfig, its token file holding a freshly minted token (signed
+        with the issuer's current key). kubectl itself writes the kubeconfig, once."""
         home = self.tmp / "clients" / name
-        home.mkdir(parents=True, exist_ok=True)
         path = home / "kubeconfig"
-        cluster = {
-            "server": f"https://127.0.0.1:{self.ports['gateway']}/k8s/{CONNECTION}",
-            "certificate-authority": str(self.certs.ca),
-        }
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "gw", "cluster": cluster}],
-                    "users": [{"name": name, "user": {"token": token}}],
-                    "contexts": [{"name": "ctx", "context": {"cluster": "gw", "user": name}}],
-                    "current-context": "ctx",
-                }
-            )
-        )
+        token_file = home / "token"
+        if not path.exists():
+            home.mkdir(parents=True)
+            server = f"https://127.0.0.1:{self.ports['gateway']}/k8s/{CONNECTION}"
+            for args in (
+                (
+                    "set-cluster",
+                    "gw",
+                    f"--server={server}",
+                    f"--certificate-authority={self.certs.ca}",
+                ),
+                ("set", f"users.{name}.tokenFile", str(token_file)),
+                ("set-context", "ctx", "--cluster=gw", f"--user={name}"),
+                ("use-context", "ctx"),
+            ):
+                argv = [KUBECTL, "--kubeconfig", str(path), "config", *args]
+                await trio.run_process(argv, capture_stdout=True, check=True)
+        fresh = home / "token.new"
+        fresh.write_text(self.issuer.mint(who[0], groups=who[1], expires_in=lifetime))
+        fresh.replace(token_file)
         return path
 
     @staticmethod
@@ -315,7 +291,7 @@ class Soak:
             args = random.choice(reads)
 
             async def op() -> None:
-                out = await self.kubectl(self.kubeconfig(name, AGENT, 600), *args)
+                out = await self.kubectl(await self.kubeconfig(name, AGENT, 600), *args)
                 if not out.strip():
                     raise Failure(f"kubectl {' '.join(args)}: empty output")
 
@@ -331,7 +307,7 @@ class Soak:
             count += 1
 
             async def op() -> None:
-                kc = self.kubeconfig("writer", ADMIN, 600)
+                kc = await self.kubeconfig("writer", ADMIN, 600)
                 await self.kubectl(kc, "annotate", "pod", "web-1", f"soak={count}", "--overwrite")
 
             await self.run_op("annotate", op)
@@ -346,7 +322,7 @@ class Soak:
 
     async def _watch(self, seconds: float) -> None:
         """A watch that must still be open (and have listed the pods) after `seconds`."""
-        kc = self.kubeconfig("watcher", AGENT, 600)
+        kc = await self.kubeconfig("watcher", AGENT, 600)
         out = await self._run_for(kc, seconds, "get", "pods", "-n", "default", "-w")
         if b"web-1" not in out:
             raise Failure("the watch did not list web-1")
@@ -389,7 +365,7 @@ class Soak:
     async def _watch_until_expiry(self) -> str | None:
         """A watch on a token about to expire ends when it does (not before, not much
         later), and the token is then refused with 401."""
-        kc = self.kubeconfig("expiring", AGENT, SHORT_TOKEN)
+        kc = await self.kubeconfig("expiring", AGENT, SHORT_TOKEN)
         started = trio.current_time()
         argv = self.argv(kc, "get", "pods", "-n", "default", "-w")
         with trio.move_on_after(SHORT_TOKEN + 30) as scope:
@@ -426,7 +402,7 @@ class Soak:
             word = f"soak-{count}"
 
             async def op() -> None:
-                kc = self.kubeconfig("exec", ADMIN, 600)
+                kc = await self.kubeconfig("exec", ADMIN, 600)
                 out = await self.kubectl(kc, "exec", "web-1", "--", "echo", word)
                 if out.strip() != word.encode():
                     raise Failure(f"exec echoed {out[:100]!r}, not {word!r}")
@@ -443,7 +419,7 @@ class Soak:
 
     async def _port_forward(self) -> None:
         """`kubectl port-forward pod/web-1`, and 100 kB echoed back through it."""
-        kc = self.kubeconfig("forward", ADMIN, 600)
+        kc = await self.kubeconfig("forward", ADMIN, 600)
         failure: Failure | None = None
         async with trio.open_nursery() as nursery:
             process: trio.Process = await nursery.start(
@@ -540,7 +516,7 @@ class Soak:
 
     def _fill(self, minute: Minute) -> None:
         minute.rss_mib, minute.fds = self._readings()
-        with (self.tmp / "audit.jsonl").open("rb") as audit:
+        with (self.tmp / f"audit-{CONNECTION}.jsonl").open("rb") as audit:
             audit.seek(self._audit_offset)
             data = audit.read()
         complete = data[: data.rfind(b"\n") + 1]

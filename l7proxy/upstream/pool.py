@@ -34,7 +34,7 @@ _T = TypeVar("_T")
 _READ_SIZE = 64 * 1024
 # Idle HTTP/1.1 connections kept per cluster.
 MAX_IDLE_H1 = 32
-# Requests replayed on a fresh connection when a reused one dies before any byte of the
+# Requests sent once more when the reused connection they went on fails before any byte of the
 # answer: the safe methods (RFC 9110 §9.2.1) without a body. PUT and DELETE are idempotent
 # by RFC 9110 §9.2.2, but not to a Kubernetes caller: a DELETE that reached the cluster
 # and is replayed answers 404 for an object it did delete, a PUT answers 409 for its own
