@@ -47,28 +47,21 @@ class _RecordingCluster:
 
 CHUNKED = [(b"transfer-encoding", b"chunked")]
 EMPTY_CONTENT = [(b"content-length", b"0")]
+# curl's arguments: a body with its Content-Length; one sent chunked (HTTP/1.1) or with no
+# length (HTTP/2); an empty body.
+SIZED = ["--data-binary", "hello"]
+UNSIZED = ["-H", "transfer-encoding: chunked", "--data-binary", "hello"]
+EMPTY = ["-X", "POST", "--data-binary", ""]
 # (variant, curl's HTTP version and arguments, body, the framing an HTTP/1.1 cluster sees)
 VARIANTS = [
-    ("h1-content-length", "--http1.1", ["--data-binary", "hello"], b"hello", CHUNKED),
-    (
-        "h1-chunked",
-        "--http1.1",
-        ["-H", "transfer-encoding: chunked", "--data-binary", "hello"],
-        b"hello",
-        CHUNKED,
-    ),
-    ("h1-empty", "--http1.1", ["-X", "POST", "--data-binary", ""], b"", EMPTY_CONTENT),
-    ("h2-content-length", "--http2", ["--data-binary", "hello"], b"hello", CHUNKED),
-    (
-        "h2-no-content-length",
-        "--http2",
-        ["-H", "transfer-encoding: chunked", "--data-binary", "hello"],
-        b"hello",
-        CHUNKED,
-    ),
+    ("h1-content-length", "--http1.1", SIZED, b"hello", CHUNKED),
+    ("h1-chunked", "--http1.1", UNSIZED, b"hello", CHUNKED),
+    ("h1-empty", "--http1.1", EMPTY, b"", EMPTY_CONTENT),
+    ("h2-content-length", "--http2", SIZED, b"hello", CHUNKED),
+    ("h2-no-content-length", "--http2", UNSIZED, b"hello", CHUNKED),
     # curl ends this stream with an empty DATA frame, not on its HEADERS: the gateway only
     # learns at the end that the body is empty, so it is forwarded as a chunked empty body.
-    ("h2-empty", "--http2", ["-X", "POST", "--data-binary", ""], b"", CHUNKED),
+    ("h2-empty", "--http2", EMPTY, b"", CHUNKED),
 ]
 
 
