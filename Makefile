@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?=
 
-.PHONY: install run test lint unit e2e bench soak clean
+.PHONY: install run test lint unit e2e bench soak clean postgresql sandbox-openapi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,20 +28,30 @@ run: install
 	elif [ -f gateway.yaml ]; then exec $(BIN)/l7proxy serve --config gateway.yaml; \
 	else exec $(BIN)/l7proxy demo; fi
 
+# The sandbox's OpenAPI schemas, from kube's own as the kubernetes-validate package ships them.
+sandbox-openapi: install
+	$(BIN)/python -m l7proxy.tools.sandbox.openapi_build
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: install
+unit: install postgresql
 	$(BIN)/pytest -q -m "not e2e"
 
 e2e: install $(OIDC_PROVIDER)
 	$(BIN)/pytest -q -m e2e
 
-test: lint $(OIDC_PROVIDER)
+test: lint $(OIDC_PROVIDER) postgresql
 	$(BIN)/pytest -q
+
+# The state store's tests run a real PostgreSQL server: Debian's package, when missing.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
 # The benchmark's system tools, from Debian's packages (apt-get only when one is missing).
 BENCH_TOOLS := nginx h2load wrk curl

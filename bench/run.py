@@ -42,6 +42,7 @@ PYTHON = VENV_BIN / "python"
 L7PROXY = VENV_BIN / "l7proxy"
 PY_SPY = VENV_BIN / "py-spy"
 SIDES = ("gateway", "reference")
+H1_CHECK_REQUESTS = 20  # h2load --h1 requests that must all count as successes
 TARGETS = {"min_rps_ratio": 0.25, "min_stream_ratio": 0.5, "max_added_ms": 0.5, "max_kib": 64}
 
 
@@ -188,10 +189,15 @@ class Bench:
         )
         if (denied, anonymous) != (403, 401):
             raise RuntimeError(f"policy not enforced: secrets {denied}, anonymous {anonymous}")
+        url = self.url("gateway", fixtures.PODS_PATH)
+        h1_ok = measure.h2load_h1_successes(url, token=self.token, requests=H1_CHECK_REQUESTS)
+        if h1_ok != H1_CHECK_REQUESTS:  # h2load needs the reason phrase to count a response
+            raise RuntimeError(f"h2load --h1 counted {h1_ok}/{H1_CHECK_REQUESTS} successes")
         return {
             "documents_identical": True,
             "secrets_status": denied,
             "anonymous_status": anonymous,
+            "h2load_h1_successes": h1_ok,
         }
 
     # -- request-rate scenarios -----------------------------------------------------------

@@ -14,7 +14,9 @@ class Decision:
     policy's role to impersonate upstream; `policies` lists every policy that applied
     to the caller on the connection, which is what a "why not?" question needs.
     `denied_by_rule` tells an explicit deny rule from "nothing allowed it", which
-    SelfSubjectAccessReview reports apart (`status.denied`).
+    SelfSubjectAccessReview reports apart (`status.denied`). `redact_secrets` is set on
+    an allowed decision when any policy that applied sets `redact_secrets`: one policy
+    naming the caller is enough to keep Secret values from it.
     """
 
     allowed: bool
@@ -23,3 +25,4 @@ class Decision:
     reason: str
     policies: tuple[str, ...]
     denied_by_rule: bool = False
+    redact_secrets: bool = False

@@ -223,6 +223,7 @@ class PolicySet:
                         binding_user_role=policy.binding_user_role,
                         reason=f"allowed by policy {_quote(policy.name)} allow rule {number}",
                         policies=names,
+                        redact_secrets=any(p.redact_secrets for p in applicable),
                     )
         return Decision(
             allowed=False,

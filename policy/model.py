@@ -34,3 +34,5 @@ class Policy:
     binding_user_role: str | None = None
     allow: tuple[Rule, ...] = ()
     deny: tuple[Rule, ...] = ()
+    # Secrets its callers read come back with every value replaced (see `Decision`).
+    redact_secrets: bool = False

@@ -25,6 +25,8 @@ class StatusReason(enum.Enum):
     Forbidden = (403, "Forbidden")
     NotFound = (404, "NotFound")
     MethodNotAllowed = (405, "MethodNotAllowed")
+    NotAcceptable = (406, "NotAcceptable")
+    Conflict = (409, "Conflict")
     RequestEntityTooLarge = (413, "RequestEntityTooLarge")
     URITooLong = (414, "RequestURITooLong")
     MisdirectedRequest = (421, "MisdirectedRequest")

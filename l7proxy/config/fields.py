@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, WrapValidator
 from pydantic_core import PydanticCustomError
 
+from policy.access import parse_duration
+
 Line = Literal["value", "key", "parent"]
 Loc = tuple[str | int, ...]
 
@@ -242,6 +244,21 @@ def _urls(urls: tuple[str, ...]) -> tuple[str, ...]:
     return urls
 
 
+def _duration(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ValueError:
+        raise fail(f"expected a duration like 30m, 4h or 1h30m, got {text!r}") from None
+    return text
+
+
+def _postgres_url(url: str) -> str:
+    if not url.startswith(("postgresql://", "postgres://")):
+        # Not echoed: the URL may carry a password.
+        raise fail("expected a postgresql:// URL (libpq's form)")
+    return url
+
+
 def _some_roles(roles: dict[str, str]) -> dict[str, str]:
     if not roles:
         raise fail("expected at least one role: key -> IAM role ARN")
@@ -300,4 +317,6 @@ RoleArn = Annotated[
         re.ASCII,
     ),
 ]
+Duration = Annotated[Text, AfterValidator(_duration)]
+PostgresUrl = Annotated[Text, AfterValidator(_postgres_url)]
 Roles = Annotated[dict[str, RoleArn], AfterValidator(_some_roles)]

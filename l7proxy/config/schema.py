@@ -23,9 +23,11 @@ from l7proxy.config.settings import (
     Listen,
     Provider,
     Routing,
+    StateStore,
     StaticConnection,
     TLSFiles,
 )
+from policy.access import Grant, Subjects, parse_duration
 from policy.model import Policy, Rule
 
 _LIMITS = Limits()
@@ -258,6 +260,8 @@ class PolicyModel(Section):
     binding_user_role: f.Text | None = None
     allow: f.ListOf[RuleModel] = ()
     deny: f.ListOf[RuleModel] = ()
+    # Secrets its callers read come back with every value replaced (see Decision).
+    redact_secrets: f.Flag = False
 
     @model_validator(mode="after")
     def applies_to_someone(self) -> PolicyModel:
@@ -274,6 +278,7 @@ class PolicyModel(Section):
             binding_user_role=self.binding_user_role,
             allow=tuple(rule.settings() for rule in self.allow),
             deny=tuple(rule.settings() for rule in self.deny),
+            redact_secrets=self.redact_secrets,
         )
 
 
@@ -297,6 +302,7 @@ class LimitsModel(Section):
     max_stream_duration: f.Bound = _LIMITS.max_stream_duration
     token_expiry_grace: f.Bound = _LIMITS.token_expiry_grace
     upgrade_idle_timeout: f.Seconds = _LIMITS.upgrade_idle_timeout
+    shutdown_grace: f.Seconds = _LIMITS.shutdown_grace
 
     def settings(self) -> Limits:
         return Limits(**self.model_dump())
@@ -307,6 +313,55 @@ class RoutingModel(Section):
 
     def settings(self) -> Routing:
         return Routing(host_suffix=self.host_suffix)
+
+
+class StateModel(Section):
+    sqlite: f.Text = str(StateStore().sqlite)  # relative to the configuration file
+    postgres: f.PostgresUrl | None = None  # several replicas share one database
+
+    @model_validator(mode="after")
+    def one_store(self) -> StateModel:
+        if self.postgres is not None and "sqlite" in self.model_fields_set:
+            raise f.fail("names both sqlite and postgres; the state lives in one store")
+        return self
+
+    def settings(self) -> StateStore:
+        return StateStore(sqlite=Path(self.sqlite), postgres=self.postgres)
+
+
+class SubjectsModel(Section):
+    users: f.Texts = ()
+    groups: f.Texts = ()
+
+    def settings(self) -> Subjects:
+        return Subjects(users=self.users, groups=self.groups)
+
+
+class SomeoneModel(SubjectsModel):
+    @model_validator(mode="after")
+    def names_someone(self) -> SomeoneModel:
+        if not self.users and not self.groups:
+            raise f.fail("names no one: expected non-empty users or groups")
+        return self
+
+
+class GrantModel(Section):
+    name: f.Text
+    policy: f.Text
+    requesters: SomeoneModel
+    approvers: SomeoneModel
+    min_approvals: f.PositiveInt = 1
+    max_duration: f.Duration = "1h"
+
+    def settings(self) -> Grant:
+        return Grant(
+            name=self.name,
+            policy=self.policy,
+            requesters=self.requesters.settings(),
+            approvers=self.approvers.settings(),
+            min_approvals=self.min_approvals,
+            max_duration=parse_duration(self.max_duration),
+        )
 
 
 class ConfigModel(Section):
@@ -321,6 +376,20 @@ class ConfigModel(Section):
     audit: AuditModel = AuditModel()
     limits: LimitsModel = LimitsModel()
     routing: RoutingModel = RoutingModel()
+    state: StateModel = StateModel()
+    admins: SubjectsModel = SubjectsModel()  # may place and lift locks
+    access_requests: Annotated[f.ListOf[GrantModel], f.unique("grant name", "name")] = ()
+
+    @model_validator(mode="after")
+    def grants_name_known_policies(self) -> ConfigModel:
+        policies = [policy.name for policy in self.policies]
+        for index, grant in enumerate(self.access_requests):
+            if grant.policy not in policies:
+                raise f.fail(
+                    f"unknown policy {grant.policy!r} (known: {', '.join(policies)})",
+                    at=("access_requests", index, "policy"),
+                )
+        return self
 
     @model_validator(mode="after")
     def policies_name_known_connections(self) -> ConfigModel:
@@ -347,6 +416,9 @@ class ConfigModel(Section):
             audit=self.audit.settings(),
             limits=self.limits.settings(),
             routing=self.routing.settings(),
+            state=self.state.settings(),
+            admins=self.admins.settings(),
+            access_requests=tuple(grant.settings() for grant in self.access_requests),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from policy.access import Grant, Subjects
 from policy.model import Policy
 
 
@@ -55,6 +56,9 @@ class Limits:
     # An upgraded session (exec, attach, port-forward) with no bytes either way for this
     # long is closed; the kubelet's streaming idle timeout defaults to 4 hours.
     upgrade_idle_timeout: float = 4 * 3600.0
+    # On SIGTERM, streams still open this long after draining began are ended (`ended_by:
+    # gateway shutdown`); Kubernetes' default terminationGracePeriodSeconds is 30 s too.
+    shutdown_grace: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,15 @@ class Audit:
 
 
 @dataclass(frozen=True, slots=True)
+class StateStore:
+    """Where access requests and locks live (`state:`): PostgreSQL when `postgres` is set
+    (several replicas), else the SQLite file `sqlite` (one host)."""
+
+    sqlite: Path = Path("l7proxy-state.db")  # relative to the configuration file's folder
+    postgres: str | None = None  # a libpq URL, e.g. postgresql://l7proxy@db.internal/l7proxy
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     listen: Listen
@@ -134,6 +147,9 @@ class Config:
     audit: Audit = field(default_factory=Audit)
     limits: Limits = field(default_factory=Limits)
     routing: Routing = field(default_factory=Routing)
+    state: StateStore = field(default_factory=StateStore)
+    admins: Subjects = field(default_factory=Subjects)  # may place and lift locks
+    access_requests: tuple[Grant, ...] = ()
 
     def connection(self, name: str) -> Connection | None:
         for conn in self.connections:

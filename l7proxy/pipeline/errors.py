@@ -35,15 +35,23 @@ class Fault(enum.Enum):
     HEAD_TOO_LARGE = enum.auto()
     URL_TOO_LONG = enum.auto()
     SLOW_CLIENT = enum.auto()
+    METHOD_NOT_ALLOWED = enum.auto()  # a gateway endpoint asked with the wrong method
+    CONFLICT = enum.auto()  # an access request not in a state that allows the action
+    STATE_UNAVAILABLE = enum.auto()  # the state store cannot be reached
+    NOT_ACCEPTABLE = enum.auto()  # a redacted read asked only for a type it cannot get
+    UNREDACTABLE = enum.auto()  # a response to redact exceeds what can be held to redact it
 
 
 class GatewayRefusal(Exception):
     """Raised by a pipeline stage; becomes one `Status` response and one audit event."""
 
-    def __init__(self, fault: Fault, message: str) -> None:
+    def __init__(
+        self, fault: Fault, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.fault = fault
         self.message = message
+        self.headers = headers  # added to the Status response, e.g. a 401's challenge
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,11 @@ def status_for(fault: Fault) -> StatusAnswer:
             return StatusAnswer(StatusReason.NotFound, Outcome.DENY)
         case Fault.MISDIRECTED:
             return StatusAnswer(StatusReason.MisdirectedRequest, Outcome.DENY)
-        case Fault.IDP_UNAVAILABLE | Fault.UPSTREAM_CREDENTIAL:
+        case Fault.METHOD_NOT_ALLOWED:
+            return StatusAnswer(StatusReason.MethodNotAllowed, Outcome.DENY)
+        case Fault.CONFLICT:
+            return StatusAnswer(StatusReason.Conflict, Outcome.DENY)
+        case Fault.IDP_UNAVAILABLE | Fault.UPSTREAM_CREDENTIAL | Fault.STATE_UNAVAILABLE:
             return StatusAnswer(StatusReason.ServiceUnavailable, Outcome.ERROR)
         case Fault.UPSTREAM_UNREACHABLE | Fault.UPSTREAM_PROTOCOL:
             return StatusAnswer(StatusReason.BadGateway, Outcome.ERROR)
@@ -76,6 +88,10 @@ def status_for(fault: Fault) -> StatusAnswer:
             return StatusAnswer(StatusReason.URITooLong, Outcome.DENY)
         case Fault.SLOW_CLIENT:
             return StatusAnswer(StatusReason.Timeout, Outcome.DENY)
+        case Fault.NOT_ACCEPTABLE:
+            return StatusAnswer(StatusReason.NotAcceptable, Outcome.DENY)
+        case Fault.UNREDACTABLE:
+            return StatusAnswer(StatusReason.InternalError, Outcome.ERROR)
 
 
 def fault_for_status(reason: StatusReason) -> Fault:

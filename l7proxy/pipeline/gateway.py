@@ -15,24 +15,31 @@ import json
 import math
 import time
 import uuid
-from pathlib import Path
+from dataclasses import dataclass
 
 import structlog
 import trio
 
-from l7proxy.config.settings import Limits, Routing
+from l7proxy.config.settings import Limits
 from l7proxy.identity.oidc.authenticator import (
     Authenticated,
     AuthenticationError,
-    Authenticator,
     ProviderUnavailable,
 )
+from l7proxy.pipeline.agents import AgentEndpoint
 from l7proxy.pipeline.errors import Fault, GatewayRefusal, Outcome, fault_for_status, status_for
+from l7proxy.pipeline.internal import Caller
+from l7proxy.pipeline.live import Live
+from l7proxy.pipeline.living import lift_hint, with_access
+from l7proxy.pipeline.redaction import RedactingExchange, redacted_request_headers, redaction_for
 from l7proxy.pipeline.reviews import ClusterAsker, Review, ReviewError, read_review, review_kind
 from l7proxy.pipeline.reviews import answer as answer_review
-from l7proxy.pipeline.routing import LocalEndpoint, Misdirected, Route, route
+from l7proxy.pipeline.routing import AgentRoute, LocalEndpoint, Misdirected, Route, route
 from l7proxy.pipeline.session import Session, channel_protocol
+from l7proxy.pipeline.shutdown import OpenStream, Shutdown
 from l7proxy.pipeline.splice import SessionEnd, splice
+from l7proxy.pipeline.state_api import StateApi
+from l7proxy.state.view import StateView
 from l7proxy.telemetry.audit import AuditEvent, AuditLog
 from l7proxy.telemetry.metrics import Metrics
 from l7proxy.upstream.credential import Connector, UpstreamCredentialError
@@ -45,7 +52,7 @@ from l7proxy.upstream.pool import (
 )
 from l7proxy.wire.exchange import ClientDisconnected, Exchange, UpgradeNotPossible
 from policy.decision import Decision
-from policy.engine import PolicySet
+from policy.grants import granted_by
 from policy.identity import Identity
 from policy.impersonation import authorize_impersonation
 from protocols.attributes import Attributes, UnresolvableRequest, resolve
@@ -66,6 +73,19 @@ log = structlog.get_logger("l7proxy.pipeline.gateway")
 DRAIN_LIMIT = 64 * 1024
 # Time allowed for releasing a cancelled upstream request.
 CLEANUP_TIMEOUT = 2.0
+# An upgrade's kind in `l7proxy_open_streams`, by its subresource.
+_UPGRADES = {"exec": "exec", "attach": "attach", "portforward": "port-forward"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Relay:
+    """A forwarded request with its cluster's answer: what the relay steps share."""
+
+    limits: Limits
+    exchange: Exchange
+    upstream: UpstreamRequest
+    auth: Authenticated
+    event: AuditEvent
 
 
 class Gateway:
@@ -73,35 +93,34 @@ class Gateway:
 
     def __init__(
         self,
+        live: Live,
         *,
-        authenticator: Authenticator,
-        policies: PolicySet,
-        connectors: dict[str, Connector],
         audit: AuditLog,
         metrics: Metrics,
-        limits: Limits,
-        recordings_dir: Path | None = None,
-        routing: Routing | None = None,
+        state_api: StateApi | None = None,
+        state_view: StateView | None = None,
     ) -> None:
-        self.authenticator = authenticator
-        self.policies = policies
-        self.connectors = connectors
+        self.live = live  # replaced whole by a reload, read once per request
         self.audit = audit
         self.metrics = metrics
-        self.limits = limits
-        self.recordings_dir = recordings_dir
-        self.routing = routing or Routing()
+        self.state_api = state_api  # None: no state store, /l7proxy/v1/ is not served
+        self.state_view = state_view  # the grants and locks in force, for enforcement
+        self.agents: AgentEndpoint | None = None  # /mcp/<connection>, when served
         self.ready = False  # set once the listeners are bound
         self.draining = False
+        self.shutdown = Shutdown()
 
     @property
     def is_ready(self) -> bool:
         """`/readyz`: listening, every provider's keys fetched once, and not draining."""
-        return self.ready and not self.draining and self.authenticator.keys_fetched
+        return self.ready and not self.draining and self.live.authenticator.keys_fetched
 
     # -- the straight line ----------------------------------------------------------------
-    async def handle(self, exchange: Exchange) -> None:
+    async def handle(self, exchange: Exchange, caller: Caller | None = None) -> None:
+        """One request; `caller` is set for a request the gateway makes itself on behalf
+        of a caller it already authenticated (an MCP tool's Kubernetes requests)."""
         head = exchange.head
+        live = self.live
         started = time.monotonic()
         event = AuditEvent(
             audit_id=str(uuid.uuid4()),
@@ -110,56 +129,74 @@ class Gateway:
             client_addr=exchange.client_addr,
             user_agent=(head.header(b"user-agent") or b"").decode("latin-1"),
             http_version=head.http_version,
+            parent_audit_id=caller.parent_audit_id if caller else "",
         )
         target = route(
             head.path,
             server_name=exchange.server_name,
             host=(head.header(b"host") or b"").decode("latin-1"),
-            host_suffix=self.routing.host_suffix,
+            host_suffix=live.routing.host_suffix,
         )
+        if target is LocalEndpoint.STATE_API and self.state_api is not None:
+            await self._answer_state_api(exchange, self.state_api, event, caller)
+            return
+        if isinstance(target, AgentRoute):
+            await self._answer_agent(exchange, target, event)
+            return
         if not isinstance(target, Route):
             await self._answer_local(exchange, target, event)
             return
-        self.metrics.in_flight.inc()
-        try:
-            connector = self._connector(target, event)
-            auth = await self._authenticate(exchange, event)
-            attributes = self._resolve(exchange, target, event)
-            acting = self._impersonate(exchange, auth.identity, target, event)
-            review = review_kind(attributes)
-            if review is not None:
-                await self._answer_review(
-                    exchange, review, acting, connector, target, attributes, event
+        with self.shutdown.request():  # a drain waits for it, audit event included
+            self.metrics.in_flight.inc()
+            try:
+                connector = self._connector(live, target, event)
+                auth = await self._authenticate(live, exchange, event, caller)
+                attributes = self._resolve(exchange, target, event)
+                live = with_access(live, self.state_view, auth.identity, target.connection)
+                acting = self._impersonate(live, exchange, auth.identity, target, event)
+                review = review_kind(attributes)
+                if review is not None:
+                    await self._answer_review(
+                        live, exchange, review, acting, connector, target, attributes, event
+                    )
+                    return
+                decision = self._authorize(live, exchange, acting, target, attributes, event)
+                await self._forward(
+                    live, exchange, connector, target, auth, decision, attributes, event
                 )
-                return
-            decision = self._authorize(exchange, acting, target, attributes, event)
-            await self._forward(exchange, connector, target, auth, decision, event)
-        except GatewayRefusal as refusal:
-            await self._refuse_quietly(exchange, refusal, event)
-        finally:
-            self.metrics.in_flight.dec()
-            self._record(event, started)
+            except GatewayRefusal as refusal:
+                await self._refuse_quietly(exchange, refusal, event)
+            finally:
+                self.metrics.in_flight.dec()
+                self._record(event, started)
 
     def _record(self, event: AuditEvent, started: float) -> None:
         """Every request, whatever became of it: one audit event, counted in /metrics."""
         self.audit.write(event, duration=time.monotonic() - started)
         self.metrics.observe(event)
 
-    def _connector(self, target: Route, event: AuditEvent) -> Connector:
+    @staticmethod
+    def _connector(live: Live, target: Route | AgentRoute, event: AuditEvent) -> Connector:
         event.connection = target.connection
-        connector = self.connectors.get(target.connection)
+        connector = live.connectors.get(target.connection)
         if connector is None:
             raise GatewayRefusal(
                 Fault.UNKNOWN_CONNECTION, f'the gateway has no connection "{target.connection}"'
             )
         return connector
 
-    async def _authenticate(self, exchange: Exchange, event: AuditEvent) -> Authenticated:
+    @staticmethod
+    async def _authenticate(
+        live: Live, exchange: Exchange, event: AuditEvent, caller: Caller | None = None
+    ) -> Authenticated:
+        if caller is not None:  # verified when the caller's own request came in
+            event.set_identity(caller.auth.identity)
+            return caller.auth
         token = bearer_token(exchange.head.header(b"authorization"))
         if token is None:
             raise GatewayRefusal(Fault.UNAUTHENTICATED, "Unauthorized: no bearer token")
         try:
-            result = await self.authenticator.authenticate(token)
+            result = await live.authenticator.authenticate(token)
         except ProviderUnavailable as exc:
             raise GatewayRefusal(
                 Fault.IDP_UNAVAILABLE, f"cannot verify tokens: {exc.reason}"
@@ -181,8 +218,9 @@ class Gateway:
         event.set_attributes(attributes)
         return attributes
 
+    @staticmethod
     def _authorize(
-        self,
+        live: Live,
         exchange: Exchange,
         acting: Identity,
         target: Route,
@@ -191,13 +229,15 @@ class Gateway:
     ) -> Decision:
         """The policy decision for the acting identity: the caller, or whom the caller
         impersonates where a policy grants it."""
-        decision = self.policies.decide(acting, target.connection, attributes)
+        decision = live.policies.decide(acting, target.connection, attributes)
+        needed = [decision]
         if decision.allowed and _upgrade_needs_create(exchange, attributes):
             # kube-apiserver ≥1.31 (AuthorizePodWebsocketUpgradeCreatePermission): an
             # exec/attach/port-forward upgrade on GET also needs `create`.
-            create = self.policies.decide(
+            create = live.policies.decide(
                 acting, target.connection, dataclasses.replace(attributes, verb="create")
             )
+            needed.append(create)
             if not create.allowed:
                 decision = dataclasses.replace(
                     create,
@@ -205,14 +245,18 @@ class Gateway:
                     f"{create.reason}",
                 )
         event.set_decision(decision)
+        event.policy = granted_by(decision.policy)[0]
+        # The access request the request depends on, if any of its decisions needed one.
+        event.grant = next((g for d in needed if (g := granted_by(d.policy)[1])), "")
         if not decision.allowed:
-            raise GatewayRefusal(
-                Fault.FORBIDDEN, forbidden_message(acting, attributes, target, decision)
-            )
+            message = forbidden_message(acting, attributes, target, decision)
+            hint = lift_hint(live, acting, target.connection, attributes)
+            raise GatewayRefusal(Fault.FORBIDDEN, message + hint)
         return decision
 
+    @staticmethod
     def _impersonate(
-        self, exchange: Exchange, identity: Identity, target: Route, event: AuditEvent
+        live: Live, exchange: Exchange, identity: Identity, target: Route, event: AuditEvent
     ) -> Identity:
         """Whom the request acts as: the caller, or — kube-apiserver's impersonation rules,
         where a policy grants RBAC's `impersonate` — the identity it names. The
@@ -224,7 +268,7 @@ class Gateway:
         if request is None:
             return identity
         decision, acting = authorize_impersonation(
-            self.policies, identity, target.connection, request
+            live.policies, identity, target.connection, request
         )
         if not decision.allowed:
             event.set_decision(decision)
@@ -238,8 +282,9 @@ class Gateway:
         event.impersonated_groups = acting.groups
         return acting
 
+    @staticmethod
     async def _answer_review(
-        self,
+        live: Live,
         exchange: Exchange,
         review: Review,
         acting: Identity,
@@ -256,9 +301,9 @@ class Gateway:
                 document,
                 identity=acting,
                 connection=target.connection,
-                policies=self.policies,
+                policies=live.policies,
                 attributes=attributes,
-                ask_cluster=ClusterAsker(connector, acting, self.limits.upstream_response_timeout),
+                ask_cluster=ClusterAsker(connector, acting, live.limits.upstream_response_timeout),
             )
         except ReviewError as exc:
             raise GatewayRefusal(Fault.BAD_REQUEST, str(exc)) from exc
@@ -266,29 +311,41 @@ class Gateway:
         event.reason = f"{review.value} answered by the gateway" + (
             f": {decision.reason}" if decision is not None else ""
         )
-        body = json.dumps(response).encode()
-        event.status, event.bytes_out = 201, len(body)
-        await exchange.start_response(
-            201,
-            [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"audit-id", event.audit_id.encode()),
-            ],
-        )
-        await exchange.send(body)
-        await exchange.finish()
+        await _send_json(exchange, 201, response, event)
+
+    async def _answer_state_api(
+        self, exchange: Exchange, api: StateApi, event: AuditEvent, caller: Caller | None
+    ) -> None:
+        """`/l7proxy/v1/`: access requests and locks, for the authenticated caller."""
+        started = time.monotonic()
+        try:
+            auth = await self._authenticate(self.live, exchange, event, caller)
+            status, document = await api.answer(exchange, auth.identity, event)
+            event.decision = "allow"
+            await _drain(exchange)  # a body sent where none is read (GET, DELETE)
+            await _send_json(exchange, status, document, event)
+        except GatewayRefusal as refusal:
+            await self._refuse_quietly(exchange, refusal, event)
+        except ClientDisconnected:
+            event.ended_by = "client"
+        finally:
+            self._record(event, started)
 
     async def _forward(
         self,
+        live: Live,
         exchange: Exchange,
         connector: Connector,
         target: Route,
         auth: Authenticated,
         decision: Decision,
+        attributes: Attributes,
         event: AuditEvent,
     ) -> None:
         headers = request_headers_for_upstream(exchange.head.headers)
+        if redaction_for(attributes, decision, live.policies, auth.identity, target.connection):
+            headers = redacted_request_headers(exchange.head, headers)
+            exchange = RedactingExchange(exchange, watch=attributes.verb == "watch")
         try:
             pool = await connector.upstream()
             headers += await connector.credential_headers(auth.identity, decision)
@@ -299,35 +356,29 @@ class Gateway:
             ) from exc
         upgrade = upgrade_token(exchange.head.headers)
         if upgrade is not None and exchange.head.http_version == "1.1":
-            await self._forward_upgrade(exchange, pool, target, headers, upgrade, auth, event)
+            await self._forward_upgrade(live, exchange, pool, target, headers, upgrade, auth, event)
             return
         upstream = await self._open_upstream(exchange, pool, target, headers)
-        await self._relay(exchange, upstream, auth, event)
+        await self._relay(_Relay(live.limits, exchange, upstream, auth, event))
 
-    async def _relay(
-        self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
-    ) -> None:
+    async def _relay(self, relay: _Relay) -> None:
+        limits, exchange, upstream = relay.limits, relay.exchange, relay.upstream
         # The wait for the response head is timed from the end of the request body: a
         # slow upload still sending is not cut (the cluster may still answer early).
-        timeout = self.limits.upstream_response_timeout
+        timeout = limits.upstream_response_timeout
         head_wait = trio.CancelScope(
             deadline=math.inf if exchange.has_body else trio.current_time() + timeout
         )
         refusal: GatewayRefusal | None = None  # stays None when the client goes away mid-body
         try:
             if not exchange.has_body:  # most requests: nothing to copy beside the response
-                refusal = await self._relay_response(exchange, upstream, auth, event, head_wait)
+                refusal = await self._relay_response(relay, head_wait)
             else:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(
-                        self._copy_request_body,
-                        exchange,
-                        upstream,
-                        event,
-                        nursery.cancel_scope,
-                        head_wait,
+                        self._copy_request_body, relay, nursery.cancel_scope, head_wait
                     )
-                    refusal = await self._relay_response(exchange, upstream, auth, event, head_wait)
+                    refusal = await self._relay_response(relay, head_wait)
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
@@ -337,6 +388,7 @@ class Gateway:
 
     async def _forward_upgrade(
         self,
+        live: Live,
         exchange: Exchange,
         pool: UpstreamPool,
         target: Route,
@@ -355,7 +407,7 @@ class Gateway:
         except UpstreamError as exc:
             raise _upstream_refusal(exc, target.connection) from exc
         if not isinstance(answer, Switched):
-            await self._relay(exchange, answer, auth, event)  # refused by the cluster
+            await self._relay(_Relay(live.limits, exchange, answer, auth, event))  # a refusal
             return
         event.status = 101
         event.upgrade = _upgrade_name(upgrade, answer.headers)
@@ -377,51 +429,39 @@ class Gateway:
                 exchange.head.query,
                 protocol=channel_protocol(answer.headers),
                 audit=self.audit,
-                recordings_dir=self.recordings_dir,
+                recordings_dir=live.recordings_dir,
             )
             session.start()
-            deadline, reason = self._stream_deadline(auth)
-            event.ended_by = "gateway shutdown"  # unless the splice returns
+            deadline, reason = _stream_deadline(live.limits, auth)
+            stream = _open_stream(auth, event)
             try:
-                ended = await splice(
-                    client,
-                    answer.stream,
-                    deadline=deadline,
-                    deadline_reason=reason,
-                    idle_timeout=self.limits.upgrade_idle_timeout,
-                    from_client=session.from_client,
-                    from_cluster=session.from_cluster,
-                )
-                event.ended_by = ended.value
+                kind = _UPGRADES.get(event.subresource)
+                with self.shutdown.stream(stream), self.metrics.stream(kind):
+                    ended = await splice(
+                        client,
+                        answer.stream,
+                        deadline=deadline,
+                        deadline_reason=reason,
+                        idle_timeout=live.limits.upgrade_idle_timeout,
+                        from_client=session.from_client,
+                        from_cluster=session.from_cluster,
+                    )
+                    event.ended_by = ended.value
+                event.ended_by = stream.ended_by or event.ended_by
             finally:
                 session.end(event.ended_by)
         finally:
             with trio.CancelScope(shield=True):
                 await answer.stream.aclose()
 
-    def _stream_deadline(self, auth: Authenticated) -> tuple[float, SessionEnd]:
-        """When a long response or session must end: the caller's token expiry (plus the
-        configured grace) or the maximum duration, whichever comes first."""
-        expiry = auth.expires_at + self.limits.token_expiry_grace
-        deadline, reason = _wall_to_trio(expiry), SessionEnd.TOKEN_EXPIRY
-        if self.limits.max_stream_duration > 0:
-            limit = trio.current_time() + self.limits.max_stream_duration
-            if limit < deadline:
-                deadline, reason = limit, SessionEnd.DEADLINE
-        return deadline, reason
-
     async def _relay_response(
-        self,
-        exchange: Exchange,
-        upstream: UpstreamRequest,
-        auth: Authenticated,
-        event: AuditEvent,
-        head_wait: trio.CancelScope,
+        self, relay: _Relay, head_wait: trio.CancelScope
     ) -> GatewayRefusal | None:
         """The cluster's response to the client, as it arrives. Runs beside the request
         body copy, so it returns its refusal rather than raising it out of the nursery."""
+        exchange, event = relay.exchange, relay.event
         try:
-            status, response_headers = await self._response_head(upstream, head_wait)
+            status, response_headers = await self._response_head(relay, head_wait)
         except GatewayRefusal as refusal:
             return refusal
         event.status = status
@@ -430,13 +470,15 @@ class Gateway:
             await exchange.start_response(
                 status, self._client_headers(response_headers, event.audit_id)
             )
-            event.ended_by = await self._copy_response_body(exchange, upstream, auth, event)
+            event.ended_by = await self._copy_response_body(relay)
             if event.ended_by != "cluster":
                 # A response the cluster cut short is not ended cleanly: the client's
                 # stream is reset (HTTP/2) or its connection closed (HTTP/1.1).
                 await exchange.finish()
         except ClientDisconnected:
             event.ended_by = "client"
+        except GatewayRefusal as refusal:  # a response that could not be rewritten
+            return refusal
         return None
 
     async def _open_upstream(
@@ -456,13 +498,14 @@ class Gateway:
         except UpstreamError as exc:
             raise _upstream_refusal(exc, target.connection) from exc
 
+    @staticmethod
     async def _response_head(
-        self, upstream: UpstreamRequest, head_wait: trio.CancelScope
+        relay: _Relay, head_wait: trio.CancelScope
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
-        timeout = self.limits.upstream_response_timeout
+        timeout = relay.limits.upstream_response_timeout
         try:
             with head_wait:
-                return await upstream.response_head()
+                return await relay.upstream.response_head()
         except UpstreamError as exc:
             raise _upstream_refusal(exc, "") from exc
         raise GatewayRefusal(
@@ -477,17 +520,14 @@ class Gateway:
         kept.append((b"audit-id", audit_id.encode()))
         return kept
 
+    @staticmethod
     async def _copy_request_body(
-        self,
-        exchange: Exchange,
-        upstream: UpstreamRequest,
-        event: AuditEvent,
-        scope: trio.CancelScope,
-        head_wait: trio.CancelScope,
+        relay: _Relay, scope: trio.CancelScope, head_wait: trio.CancelScope
     ) -> None:
         """Stream the request body to the cluster, then start the wait for its answer. A
         client that goes away cancels the whole exchange; a cluster that stops reading is
         left to say why in its response."""
+        exchange, upstream, event = relay.exchange, relay.upstream, relay.event
         if not exchange.has_body:
             return
         try:
@@ -502,17 +542,18 @@ class Gateway:
             log.info(
                 "cluster stopped reading the request body", audit_id=event.audit_id, error=str(exc)
             )
-        head_wait.deadline = trio.current_time() + self.limits.upstream_response_timeout
+        head_wait.deadline = trio.current_time() + relay.limits.upstream_response_timeout
 
-    async def _copy_response_body(
-        self, exchange: Exchange, upstream: UpstreamRequest, auth: Authenticated, event: AuditEvent
-    ) -> str:
+    async def _copy_response_body(self, relay: _Relay) -> str:
         """Stream the response as it comes; returns what ended it. A long response ends
         at the caller's token expiry or the configured maximum duration, never earlier."""
-        deadline, reason = self._stream_deadline(auth)
+        exchange, upstream, event = relay.exchange, relay.upstream, relay.event
+        deadline, reason = _stream_deadline(relay.limits, relay.auth)
         ended_by = reason.value
         event.ended_by = "client"  # stays so only if the client goes away mid-copy
-        with trio.move_on_at(deadline):
+        watching = self.metrics.stream("watch" if event.verb == "watch" else None)
+        stream = _open_stream(relay.auth, event)
+        with trio.move_on_at(deadline), self.shutdown.stream(stream), watching:
             try:
                 while chunk := await upstream.receive():
                     event.bytes_out += len(chunk)
@@ -521,7 +562,7 @@ class Gateway:
                 log.info("upstream response cut short", audit_id=event.audit_id, error=str(exc))
                 return "cluster"
             return "complete"
-        return ended_by
+        return stream.ended_by or ended_by
 
     # -- answers the gateway makes itself -----------------------------------------------
     async def _answer_local(
@@ -564,6 +605,36 @@ class Gateway:
         except ClientDisconnected:
             event.ended_by = "client"
 
+    async def _answer_agent(
+        self, exchange: Exchange, target: AgentRoute, event: AuditEvent
+    ) -> None:
+        """`/mcp/<connection>` and its protected resource metadata (RFC 9728), served by
+        `self.agents` once the caller is authenticated; the metadata is public."""
+        started = time.monotonic()
+        try:
+            await self._serve_agent(exchange, target, event)
+        except GatewayRefusal as refusal:
+            await self._refuse_quietly(exchange, refusal, event)
+        finally:
+            self._record(event, started)
+
+    async def _serve_agent(self, exchange: Exchange, target: AgentRoute, event: AuditEvent) -> None:
+        agents = self.agents
+        if agents is None:
+            raise GatewayRefusal(Fault.NOT_FOUND, "this gateway serves no MCP endpoint")
+        self._connector(self.live, target, event)
+        if target.metadata:
+            await agents.metadata(exchange, target.connection, event)
+            return
+        try:
+            auth = await self._authenticate(self.live, exchange, event)
+        except GatewayRefusal as refusal:
+            if refusal.fault is not Fault.UNAUTHENTICATED:
+                raise
+            challenge = agents.challenge(exchange, target.connection)
+            raise GatewayRefusal(refusal.fault, refusal.message, challenge) from refusal
+        await agents.serve(exchange, target.connection, auth, event)
+
     async def _refuse(self, exchange: Exchange, refusal: GatewayRefusal, event: AuditEvent) -> None:
         answer = status_for(refusal.fault)
         event.status = answer.reason.code
@@ -574,7 +645,8 @@ class Gateway:
             return  # the head is out: a Status can no longer be sent; the stream just ends
         await _drain(exchange)
         body = status_body(answer.reason, refusal.message)
-        await exchange.start_response(answer.reason.code, status_headers(body, event.audit_id))
+        headers = [*status_headers(body, event.audit_id), *refusal.headers]
+        await exchange.start_response(answer.reason.code, headers)
         await exchange.send(body)
         await exchange.finish()
 
@@ -629,7 +701,7 @@ def _unserved(exchange: Exchange, endpoint: LocalEndpoint | Misdirected) -> Gate
     """The refusal for a request that routes to no cluster and no endpoint of the gateway's."""
     if isinstance(endpoint, Misdirected):
         return GatewayRefusal(Fault.MISDIRECTED, endpoint.message)
-    if endpoint is LocalEndpoint.NOT_FOUND:
+    if endpoint in (LocalEndpoint.NOT_FOUND, LocalEndpoint.STATE_API):  # no state store
         return GatewayRefusal(
             Fault.NOT_FOUND,
             f'the path "{exchange.head.path}" is not served here; '
@@ -689,6 +761,38 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
         if key.lower() == name:
             return value.decode("latin-1")
     return ""
+
+
+def _open_stream(auth: Authenticated, event: AuditEvent) -> OpenStream:
+    """The stream a lock on its caller or connection, or the end of its grant, ends."""
+    return OpenStream(auth.identity, event.connection, grant=event.grant)
+
+
+def _stream_deadline(limits: Limits, auth: Authenticated) -> tuple[float, SessionEnd]:
+    """When a long response or session must end: the caller's token expiry (plus the
+    configured grace) or the maximum duration, whichever comes first."""
+    expiry = auth.expires_at + limits.token_expiry_grace
+    deadline, reason = _wall_to_trio(expiry), SessionEnd.TOKEN_EXPIRY
+    if limits.max_stream_duration > 0:
+        limit = trio.current_time() + limits.max_stream_duration
+        if limit < deadline:
+            deadline, reason = limit, SessionEnd.DEADLINE
+    return deadline, reason
+
+
+async def _send_json(exchange: Exchange, status: int, document: object, event: AuditEvent) -> None:
+    body = json.dumps(document).encode()
+    event.status, event.bytes_out = status, len(body)
+    await exchange.start_response(
+        status,
+        [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"audit-id", event.audit_id.encode()),
+        ],
+    )
+    await exchange.send(body)
+    await exchange.finish()
 
 
 def _wall_to_trio(wall: float) -> float:

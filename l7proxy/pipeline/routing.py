@@ -13,6 +13,9 @@ import enum
 from dataclasses import dataclass
 
 PREFIX = "/k8s/"
+MCP_PREFIX = "/mcp/"
+# RFC 9728 §3.1: the metadata of resource `/mcp/<c>` is at this prefix plus its path.
+METADATA_PREFIX = "/.well-known/oauth-protected-resource"
 
 
 class LocalEndpoint(enum.Enum):
@@ -21,6 +24,7 @@ class LocalEndpoint(enum.Enum):
     HEALTHZ = "/healthz"
     READYZ = "/readyz"
     METRICS = "/metrics"
+    STATE_API = "/l7proxy/v1/"  # a prefix: access requests and locks
     NOT_FOUND = ""
 
 
@@ -34,6 +38,15 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentRoute:
+    """`/mcp/<connection>`, the MCP endpoint, or (`metadata`) its protected resource
+    metadata at `/.well-known/oauth-protected-resource/mcp/<connection>`."""
+
+    connection: str
+    metadata: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Misdirected:
     """The TLS server name and the Host header name different connections (RFC 9110
     §15.5.20: 421): answering for either would let one name reach the other's cluster."""
@@ -42,13 +55,18 @@ class Misdirected:
 
 
 _LOCAL = {e.value: e for e in LocalEndpoint if e is not LocalEndpoint.NOT_FOUND}
+_LOCAL_PREFIXES = (LocalEndpoint.STATE_API,)
 
 
 def route(
     path: str, *, server_name: str = "", host: str = "", host_suffix: str = ""
-) -> Route | LocalEndpoint | Misdirected:
+) -> Route | AgentRoute | LocalEndpoint | Misdirected:
     """`server_name` is the connection's TLS SNI, `host` the Host header (or `:authority`)
-    with its port, `host_suffix` the configured `routing.host_suffix` ("": by path only)."""
+    with its port, `host_suffix` the configured `routing.host_suffix` ("": by path only).
+    The MCP paths come first: kube-apiserver serves nothing under them."""
+    agent = _agent_route(path)
+    if agent is not None:
+        return agent
     if host_suffix:
         by_host = _route_by_host(path, server_name, host, host_suffix)
         if by_host is not None:
@@ -57,7 +75,21 @@ def route(
         connection, slash, rest = path[len(PREFIX) :].partition("/")
         if connection:
             return Route(connection, slash + rest if slash else "/")
+    for endpoint in _LOCAL_PREFIXES:
+        if path.startswith(endpoint.value):
+            return endpoint
     return _LOCAL.get(path, LocalEndpoint.NOT_FOUND)
+
+
+def _agent_route(path: str) -> AgentRoute | None:
+    metadata = path.startswith(METADATA_PREFIX + MCP_PREFIX)
+    rest = path.removeprefix(METADATA_PREFIX) if metadata else path
+    if not rest.startswith(MCP_PREFIX):
+        return None
+    connection = rest[len(MCP_PREFIX) :]
+    if not connection or "/" in connection:
+        return None
+    return AgentRoute(connection, metadata)
 
 
 def _route_by_host(

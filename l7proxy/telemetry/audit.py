@@ -38,6 +38,7 @@ class AuditEvent:
     groups: tuple[str, ...] = ()
     connection: str = ""
     policy: str = ""
+    grant: str = ""  # the access request whose grant allowed it; "" for a standing policy
     binding_user_role: str = ""
     decision: str = "error"
     reason: str = ""
@@ -58,6 +59,8 @@ class AuditEvent:
     impersonated_user: str = ""
     impersonated_groups: tuple[str, ...] = ()
     upstream_audit_id: str = ""
+    # Set on a request the gateway made for another event (an MCP tool call's requests).
+    parent_audit_id: str = ""
 
     def set_identity(self, identity: Identity) -> None:
         self.user = identity.username
@@ -144,6 +147,11 @@ class AuditLog:
             **details,
         }
         self._emit(fields)
+
+    def write_record(self, kind: str, fields: Mapping[str, object]) -> None:
+        """An event that is no request's, with its `type` (`access_request.created`,
+        `lock.deleted`, `mcp.tool_call`, …)."""
+        self._emit({"type": kind, "ts": self._clock.now(), **fields})
 
     def _emit(self, fields: dict[str, object]) -> None:
         line = cast(str, self._render(None, "info", fields))  # json.dumps: a str

@@ -1,16 +1,14 @@
-"""`l7proxy` command line: serve, check-config, config-schema, explain, login, demo, …"""
+"""`l7proxy` command line: serve, check-config, config-schema, explain, request, lock, login…"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from l7proxy import __version__
 from l7proxy.identity.login import (
@@ -19,10 +17,13 @@ from l7proxy.identity.login import (
     run_kubeconfig,
     run_login,
 )
+from l7proxy.tools.access import add_lock_arguments, add_request_arguments, run_lock, run_request
 from l7proxy.tools.demo import add_demo_arguments, run_demo
 
 if TYPE_CHECKING:
-    from l7proxy.config.settings import Connection, Limits
+    from l7proxy.config.settings import Config, Connection, Limits
+
+_E = TypeVar("_E", bound=BaseException)
 
 # `l7proxy login` runs before every kubectl command that needs a token: it must start fast,
 # so the gateway's modules (trio, h2, the pipeline) are imported only by the commands that
@@ -68,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--user", required=True, metavar="USER")
     explain.add_argument("--group", action="append", default=[], metavar="GROUP")
     explain.add_argument("--connection", default="", metavar="NAME")
+    explain.add_argument(
+        "--with-grant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="decide as if the user's access request for this grant were approved",
+    )
     explain.add_argument("-n", "--namespace", default="", metavar="NS")
     explain.add_argument("verb")
     explain.add_argument("resource", help="e.g. pods, pods/log, deployments.apps, /version")
@@ -86,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
         "kubeconfig", help="write a kubeconfig for a gateway connection that uses `login`"
     )
     add_kubeconfig_arguments(kubeconfig)
+    add_request_arguments(
+        commands.add_parser("request", help="ask for, review and revoke access requests")
+    )
+    add_lock_arguments(commands.add_parser("lock", help="place, list and lift locks (admins)"))
     demo = commands.add_parser(
         "demo", help="start a sandbox cluster, an issuer and the gateway on loopback"
     )
@@ -112,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_kubeconfig(args)
         case "demo":
             return run_demo(args)
+        case "request":
+            return run_request(args)
+        case "lock":
+            return run_lock(args)
         case _:
             sys.stderr.write(EXAMPLE_HINT)
             return 2
@@ -128,7 +144,7 @@ def _config_schema() -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from l7proxy.config.loader import ConfigError, load_config
-    from l7proxy.tools.explain import ExplainError, Question, explain
+    from l7proxy.tools.explain import ExplainError, Question, explain, lifting_grant
 
     try:
         config = load_config(args.config)
@@ -140,8 +156,10 @@ def _explain(args: argparse.Namespace) -> int:
             name=args.name,
             namespace=args.namespace,
             connection=args.connection,
+            with_grants=tuple(args.with_grant),
         )
         connection, decision = explain(config, question)
+        lift = None if decision.allowed else lifting_grant(config, question, connection)
     except (ConfigError, ExplainError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -152,6 +170,8 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"policies: {', '.join(decision.policies)}")
     if decision.allowed and decision.binding_user_role:
         print(f"binding_user_role: {decision.binding_user_role}")
+    if lift is not None:
+        print(f"lifted by: l7proxy request create --grant {lift} (or explain --with-grant {lift})")
     return 0 if decision.allowed else 1
 
 
@@ -246,37 +266,72 @@ def _serve(path: Path, *, is_worker: bool) -> int:
     import trio
 
     from l7proxy.config.loader import ConfigError, load_config
-    from l7proxy.runtime.server import (
-        configure_logging,
-        run_until_signalled,
-        tune_garbage_collector,
-    )
+    from l7proxy.runtime.workers import Workers
+    from l7proxy.state import StoreError
 
     try:
         config = load_config(path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    configure_logging()
     workers = 1 if is_worker else config.workers
     if workers > 1 and config.listen.port == 0:
         print("error: several workers need a fixed listen port, not 0", file=sys.stderr)
         return 1
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "l7proxy", "serve", "--config", str(path), "--worker"]
-        )
-        for _ in range(workers - 1)
-    ]
-    tune_garbage_collector()
     try:
-        trio.run(partial(run_until_signalled, config, reuse_port=workers > 1 or is_worker))
+        trio.run(_migrate_state, config)
+    except StoreError as exc:
+        print(f"error: state store: {exc}", file=sys.stderr)
+        return 1
+    children = Workers(path, workers)  # before prometheus-client is imported, see there
+    from l7proxy.runtime.server import (
+        configure_logging,
+        run_until_signalled,
+        tune_garbage_collector,
+    )
+
+    configure_logging()
+    tune_garbage_collector()
+    unusable: list[ConfigError] = []
+    try:
+        trio.run(
+            partial(
+                run_until_signalled,
+                config,
+                reuse_port=workers > 1 or is_worker,
+                forward=children.forward,
+            )
+        )
+    except* ConfigError as group:  # a certificate or CA file the loader found but TLS refused
+        unusable += _leaves(group, ConfigError)
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            child.wait()
-    return 0
+        children.stop()
+    for error in unusable:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if unusable else 0
+
+
+def _leaves(group: BaseExceptionGroup[_E], kind: type[_E]) -> list[_E]:
+    """The exceptions of `kind` in `group`, however deeply nested."""
+    found: list[_E] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found += _leaves(exc, kind)
+        elif isinstance(exc, kind):
+            found.append(exc)
+    return found
+
+
+async def _migrate_state(config: Config) -> None:
+    """Create or upgrade the state store's schema once, before any worker starts, so a
+    store that cannot be reached is one clear error (each worker checks again)."""
+    from l7proxy.state import open_store
+
+    store = open_store(config.state, config.source.parent)
+    try:
+        await store.migrate()
+    finally:
+        await store.aclose()
 
 
 if __name__ == "__main__":

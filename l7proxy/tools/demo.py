@@ -268,6 +268,7 @@ def _banner(directory: Path, gateway: str, issuer: str) -> str:
     return f"""\
 l7proxy demo is running; Ctrl-C stops it. Everything is in {directory}/:
   gateway  {gateway}/k8s/{CONNECTION}   policies in {directory / "gateway.yaml"}
+  mcp      {gateway}/mcp/{CONNECTION}   (MCP over Streamable HTTP, for AI agents)
   issuer   {issuer}   (development OIDC issuer, loopback only)
   users    {agent.context}: {agent.subject} in {", ".join(agent.groups)} (read-only)
            {admin.context}: {admin.subject} in {", ".join(admin.groups)}

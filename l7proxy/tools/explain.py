@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from l7proxy.config.settings import Config
+from policy.access import AccessRequest, RequestState
 from policy.decision import Decision
-from policy.engine import PolicySet
+from policy.grants import GrantedPolicies
 from policy.identity import Identity
 from protocols.attributes import Attributes
 
@@ -29,6 +30,7 @@ class Question:
     name: str = ""
     namespace: str = ""
     connection: str = ""
+    with_grants: tuple[str, ...] = ()  # access requests assumed approved for the user
 
 
 def attributes_for(question: Question) -> Attributes:
@@ -60,5 +62,36 @@ def explain(config: Config, question: Question) -> tuple[str, Decision]:
     if connection not in names:
         raise ExplainError(f"unknown connection {connection!r} (known: {', '.join(names)})")
     identity = Identity(username=question.user, groups=question.groups)
-    decision = PolicySet(config.policies).decide(identity, connection, attributes_for(question))
+    grants = GrantedPolicies(config.policies, config.access_requests)
+    policies = grants.with_requests(
+        identity, [_assumed(config, identity, name) for name in question.with_grants]
+    )
+    decision = policies.decide(identity, connection, attributes_for(question))
     return connection, decision
+
+
+def lifting_grant(config: Config, question: Question, connection: str) -> str | None:
+    """The access request the user could file that would allow the question."""
+    grants = GrantedPolicies(config.policies, config.access_requests)
+    identity = Identity(username=question.user, groups=question.groups)
+    return grants.lift(identity, connection, attributes_for(question))
+
+
+def _assumed(config: Config, identity: Identity, name: str) -> AccessRequest:
+    """`--with-grant NAME`: an approved request of `identity` for the grant, as if now."""
+    grant = next((g for g in config.access_requests if g.name == name), None)
+    if grant is None:
+        known = ", ".join(g.name for g in config.access_requests) or "none are configured"
+        raise ExplainError(f"unknown grant {name!r} (known: {known})")
+    if not grant.requesters.includes(identity):
+        raise ExplainError(f"{identity.username} may not request grant {name!r}: not a requester")
+    return AccessRequest(
+        id=f"assumed by --with-grant {name}",
+        grant=name,
+        requester=identity.username,
+        reason="explain",
+        duration=grant.max_duration,
+        state=RequestState.APPROVED,
+        created=0.0,
+        expires=float("inf"),
+    )

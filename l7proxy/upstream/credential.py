@@ -36,6 +36,15 @@ class UpstreamCredentialError(Exception):
         self.code = code  # the AWS error code, or "" when none applies
 
 
+class CredentialMetrics(Protocol):
+    """Where an EKS connection counts its STS calls and token-cache use (the gateway's
+    `Metrics`)."""
+
+    def sts_call(self, connection: str, *, failed: bool) -> None: ...
+
+    def token_cache(self, connection: str, *, hit: bool) -> None: ...
+
+
 class Connector(Protocol):
     async def upstream(self) -> UpstreamPool:
         """The cluster's pool; an EKS connection may first have to discover its address."""

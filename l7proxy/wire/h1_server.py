@@ -37,6 +37,14 @@ Handler = Callable[["H1Exchange"], Awaitable[None]]
 Refuse = Callable[["H1ServerConnection", StatusReason, str], Awaitable[None]]
 
 
+def without_quotes(exc: h11.RemoteProtocolError) -> str:
+    """h11's message for `exc` without the bytes it quotes (`illegal header line: b'…'`):
+    they are the client's, and a header line or a chunk may carry a token or body."""
+    message = str(exc)
+    cut = min((i for q in ("bytearray(", "b'", 'b"') if (i := message.find(q)) >= 0), default=-1)
+    return message if cut < 0 else message[:cut].rstrip(" :")
+
+
 def reason_phrase(status: int) -> bytes:
     """RFC 9110's reason phrase for `status` (empty for a code it does not name): clients
     such as `h2load --h1` and the Python kubernetes client show or parse it."""
@@ -159,9 +167,17 @@ class H1ServerConnection:
     """Serves one HTTP/1.1 connection until either side closes it."""
 
     def __init__(
-        self, transport: trio.abc.Stream, client_addr: str, limits: Limits, *, server_name: str = ""
+        self,
+        transport: trio.abc.Stream,
+        client_addr: str,
+        limits: Limits,
+        *,
+        server_name: str = "",
+        draining: trio.Event | None = None,
     ) -> None:
         self.transport = transport
+        # Once set, the connection closes after the response in progress, or at once if idle.
+        self.draining = trio.Event() if draining is None else draining
         self.client_addr = client_addr
         self.server_name = server_name
         self.limits = limits
@@ -174,6 +190,7 @@ class H1ServerConnection:
         self._send_lock = QuietLock()
         self._held = bytearray()
         self._refuse: Refuse | None = None
+        self._idle_wait: trio.CancelScope | None = None  # while waiting for a request head
 
     async def send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
@@ -220,10 +237,16 @@ class H1ServerConnection:
     async def serve(self, handler: Handler, refuse: Refuse) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._reader)
+            nursery.start_soon(self._close_idle_when_draining)
             try:
                 await self._serve_requests(handler, refuse)
             finally:
                 nursery.cancel_scope.cancel()
+
+    async def _close_idle_when_draining(self) -> None:
+        await self.draining.wait()
+        if self._idle_wait is not None:
+            self._idle_wait.cancel()
 
     async def _serve_requests(self, handler: Handler, refuse: Refuse) -> None:
         self._refuse = refuse
@@ -247,6 +270,8 @@ class H1ServerConnection:
                 return
             if self.h11.their_state is not h11.DONE:
                 return  # body left unread: the connection cannot be reused safely
+            if self.draining.is_set():
+                return
             try:
                 self.h11.start_next_cycle()
             except h11.LocalProtocolError:
@@ -256,7 +281,9 @@ class H1ServerConnection:
         """The next request head, or None when the connection should end quietly."""
         idle = self.limits.header_read_timeout if first else self.limits.idle_timeout
         if not self.h11.trailing_data[0]:
-            with trio.move_on_after(idle):
+            with trio.move_on_after(idle) as self._idle_wait:
+                if self.draining.is_set():
+                    return None
                 try:
                     data = await self._chunks.receive()
                 except trio.EndOfChannel:
@@ -264,6 +291,7 @@ class H1ServerConnection:
                 if not data:
                     return None
                 self.h11.receive_data(data)
+            self._idle_wait = None
             if not self.h11.trailing_data[0] and self.h11.their_state is h11.IDLE:
                 return None  # idle for too long
         with trio.move_on_after(self.limits.header_read_timeout) as head_scope:
@@ -298,7 +326,9 @@ class H1ServerConnection:
     async def refuse_body(self, exc: h11.RemoteProtocolError, response_started: bool) -> None:
         """A request body whose framing broke: 400 if we can still answer, then close."""
         if self._refuse is not None and not response_started:
-            await self._refuse(self, StatusReason.BadRequest, f"malformed request body: {exc}")
+            await self._refuse(
+                self, StatusReason.BadRequest, f"malformed request body: {without_quotes(exc)}"
+            )
 
     async def _refuse_malformed(self, exc: h11.RemoteProtocolError, refuse: Refuse) -> None:
         if exc.error_status_hint == 431:
@@ -313,7 +343,9 @@ class H1ServerConnection:
                     "request header fields are too large",
                 )
         else:
-            await refuse(self, StatusReason.BadRequest, f"malformed HTTP/1.1 request: {exc}")
+            await refuse(
+                self, StatusReason.BadRequest, f"malformed HTTP/1.1 request: {without_quotes(exc)}"
+            )
 
     async def _watch_for_close(self, exchange: H1Exchange, scope: trio.CancelScope) -> None:
         """Once the request body is read, a closed socket cancels the request's handler.

@@ -13,6 +13,7 @@ from l7proxy.wire.exchange import (
     UpgradedStream,
     UpgradeNotPossible,
 )
+from l7proxy.wire.h2_guard import H2Failure
 from l7proxy.wire.h2_session import H2Session, H2Stream, StreamClosedError
 from protocols.headers import HTTP2_FORBIDDEN
 from protocols.status import StatusReason
@@ -98,12 +99,16 @@ async def serve_h2(
     refuse: RefuseStream,
     *,
     server_name: str = "",
-) -> None:
+    draining: trio.Event | None = None,
+) -> H2Failure | None:
+    """Serve the connection until it ends; why the gateway ended it, if it did (a client
+    that broke the protocol or a limit, told so by GOAWAY)."""
     session = H2Session(
         transport,
         client_side=False,
         max_concurrent_streams=limits.max_concurrent_streams,
         max_header_bytes=limits.max_header_bytes,
+        head_timeout=limits.header_read_timeout,
     )
 
     async def on_request(stream: H2Stream) -> None:
@@ -128,11 +133,23 @@ async def serve_h2(
     try:
         await session.start()
     except StreamClosedError:
-        return
+        return None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_close_when_idle, session, limits.idle_timeout)
+        if draining is not None:
+            nursery.start_soon(_close_when_drained, session, draining)
         await session.run(on_request)
         nursery.cancel_scope.cancel()
+    return session.failure
+
+
+async def _close_when_drained(session: H2Session, draining: trio.Event) -> None:
+    """Once the server drains: GOAWAY at once (no new stream), close when the last ends."""
+    await draining.wait()
+    await session.announce_goaway()
+    while session.stream_count and not session.closed:
+        await session.streams_changed.wait()
+    await session.close()
 
 
 async def _close_when_idle(session: H2Session, idle_timeout: float) -> None:

@@ -12,8 +12,10 @@ control is written once:
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Final
 
 import h2.config
@@ -22,9 +24,22 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 import trio
 
 from l7proxy.wire import h2_speedups
+from l7proxy.wire.h2_guard import (
+    HARD_STREAM_FACTOR,
+    HEAD_TIMEOUT,
+    PREFACE_TIMEOUT,
+    RESET_ALLOWANCE_FACTOR,
+    TOO_MANY_RESETS,
+    H2Failure,
+    ResetBudget,
+    StreamLimitSettings,
+    header_block_pending,
+    protocol_failure,
+)
 from l7proxy.wire.quiet_lock import QuietLock
 
 Headers = list[tuple[bytes, bytes]]
@@ -41,6 +56,10 @@ _READ_SIZE: Final = 64 * 1024
 _BACKLOG_LIMIT: Final = 256 * 1024
 # What one `receive` hands over at most, joining DATA frames already received.
 _RECEIVE_MAX: Final = 256 * 1024
+# After a GOAWAY for an error, how long it may take to write and how long the peer's
+# further bytes are read and dropped (closing with unread bytes makes the kernel send a
+# TCP reset, which can destroy the GOAWAY before the peer reads it). Go's server waits 1 s.
+_GOAWAY_LINGER: Final = 1.0
 
 
 class StreamClosedError(Exception):
@@ -50,6 +69,16 @@ class StreamClosedError(Exception):
         super().__init__(f"HTTP/2 stream {stream_id} closed (error code {error_code})")
         self.stream_id = stream_id
         self.error_code = error_code
+
+
+@contextlib.contextmanager
+def _stream_errors(stream_id: int) -> Iterator[None]:
+    """h2 refusing to send on a stream (closed by the peer, or the whole connection after a
+    GOAWAY) is the stream's end, as a reset is."""
+    try:
+        yield
+    except h2.exceptions.ProtocolError as exc:
+        raise StreamClosedError(stream_id) from exc
 
 
 class _Signal:
@@ -86,6 +115,7 @@ class H2Stream:
         self.head_received = trio.Event()
         self.cancel_scope = trio.CancelScope()
         self.bodyless = False  # the request's HEADERS frame ended the stream
+        self.end_sent = False  # we sent END_STREAM (server side: the response is whole)
         self._inbound: deque[tuple[bytes, int]] = deque()
         self._ended = False
         self._reset_code: int | None = None
@@ -146,7 +176,9 @@ class H2Stream:
 
     async def send_headers(self, headers: Headers, *, end_stream: bool = False) -> None:
         self._check_open()
-        self.session.conn.send_headers(self.id, headers, end_stream=end_stream)
+        with _stream_errors(self.id):
+            self.session.conn.send_headers(self.id, headers, end_stream=end_stream)
+        self.end_sent = self.end_sent or end_stream
         await self.session.flush()
 
     async def send(self, data: bytes) -> None:
@@ -158,10 +190,8 @@ class H2Stream:
         unflushed = 0
         while view:
             self._check_open()
-            try:
+            with _stream_errors(self.id):
                 window = conn.local_flow_control_window(self.id)
-            except h2.exceptions.StreamClosedError as exc:
-                raise StreamClosedError(self.id) from exc
             if window <= 0:
                 if unflushed:
                     await self.session.flush()
@@ -170,7 +200,8 @@ class H2Stream:
                 await self.session.window_opened.wait()
                 continue
             size = min(window, conn.max_outbound_frame_size, len(view))
-            conn.send_data(self.id, bytes(view[:size]))
+            with _stream_errors(self.id):
+                conn.send_data(self.id, bytes(view[:size]))
             view = view[size:]
             unflushed += size
             if self.session.backlog + unflushed >= _BACKLOG_LIMIT:
@@ -180,7 +211,9 @@ class H2Stream:
 
     async def end(self) -> None:
         self._check_open()
-        self.session.conn.end_stream(self.id)
+        with _stream_errors(self.id):
+            self.session.conn.end_stream(self.id)
+        self.end_sent = True
         await self.session.flush()
 
     async def reset(self, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
@@ -213,7 +246,10 @@ class H2Session:
         client_side: bool,
         max_concurrent_streams: int = 250,
         max_header_bytes: int = 64 * 1024,
+        head_timeout: float = math.inf,
     ) -> None:
+        """`head_timeout` (server side) bounds the wait for the client's preface and
+        SETTINGS, then for each request header block once it has begun."""
         self.transport = transport
         self.client_side = client_side
         self.conn = h2.connection.H2Connection(
@@ -224,8 +260,16 @@ class H2Session:
         self.window_opened = _Signal()
         self.closed = False
         self.goaway_received = False
+        self.goaway_sent = False
         self._max_streams = max_concurrent_streams
         self._max_header_bytes = max_header_bytes
+        self._head_timeout = head_timeout
+        self._settings_received = False
+        self._resets = ResetBudget(
+            math.inf if client_side else RESET_ALLOWANCE_FACTOR * max_concurrent_streams
+        )
+        # Why the session ended the connection itself, when it did.
+        self.failure: H2Failure | None = None
         self._send_lock = QuietLock()
         self.streams_changed = _Signal()
         # Frames h2 produced that the writer has not written yet, and their size.
@@ -236,8 +280,9 @@ class H2Session:
 
     async def start(self) -> None:
         """Send the connection preface and our settings."""
-        self.conn.local_settings = h2.settings.Settings(
+        self.conn.local_settings = StreamLimitSettings(
             client=self.client_side,
+            hard_limit=HARD_STREAM_FACTOR * self._max_streams,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
@@ -297,8 +342,8 @@ class H2Session:
         if length and not self.closed:
             try:
                 self.conn.acknowledge_received_data(length, stream_id)
-            except h2.exceptions.StreamClosedError:
-                return
+            except h2.exceptions.ProtocolError:
+                return  # the stream or the connection has closed
             await self.flush()
 
     # -- client side ----------------------------------------------------------------------
@@ -329,24 +374,56 @@ class H2Session:
                 nursery.cancel_scope.cancel()
 
     async def _read_loop(self, nursery: trio.Nursery, on_request: OnRequest | None) -> None:
+        head_deadline = trio.current_time() + self._head_timeout
         while not self.closed:
-            try:
-                data = await self.transport.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            with trio.move_on_at(head_deadline) as head_scope:
+                try:
+                    data = await self.transport.receive_some(_READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            if head_scope.cancelled_caught:
+                await self._fail(HEAD_TIMEOUT if self._settings_received else PREFACE_TIMEOUT)
                 return
             if not data:
                 return
-            try:
-                events = self.conn.receive_data(data)
-            except h2.exceptions.ProtocolError:
-                self.conn.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
-                await self._flush_quietly()
+            if (failure := self._receive(data, nursery, on_request)) is not None:
+                await self._fail(failure)
                 return
-            for event in events:
-                self._dispatch(event, nursery, on_request)
             await self._flush_quietly()
-            if self.goaway_received and not self.streams:
+            if self.goaway_received and all(s.is_reset for s in self.streams.values()):
                 return
+            if self._settings_received and not header_block_pending(self.conn):
+                head_deadline = math.inf
+            elif head_deadline == math.inf:
+                head_deadline = trio.current_time() + self._head_timeout
+
+    def _receive(
+        self, data: bytes | bytearray, nursery: trio.Nursery, on_request: OnRequest | None
+    ) -> H2Failure | None:
+        """Feed `data` to h2 and act on its events; the failure that ends the connection,
+        if the data brought one."""
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            return protocol_failure(exc)
+        for event in events:
+            self._dispatch(event, nursery, on_request)
+            if self._resets.exhausted:
+                return TOO_MANY_RESETS
+        return None
+
+    async def _fail(self, failure: H2Failure) -> None:
+        """End the connection for the peer's misbehaviour: GOAWAY with the failure's error
+        code is written before the session closes, so the peer learns why."""
+        self.failure = failure
+        self.conn.close_connection(failure.error_code, additional_data=failure.reason.encode())
+        with (
+            trio.move_on_after(_GOAWAY_LINGER),
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await self._write_pending()
+            while await self.transport.receive_some(_READ_SIZE):
+                pass
 
     def _dispatch(
         self, event: h2.events.Event, nursery: trio.Nursery, on_request: OnRequest | None
@@ -375,12 +452,19 @@ class H2Session:
                     stream._on_end()
             case h2.events.StreamReset(stream_id=sid) if sid is not None:
                 if (stream := self.streams.get(sid)) is not None:
+                    if not stream.end_sent:
+                        self._resets.churn()
                     stream._on_reset(int(event.error_code or 0))
-            case h2.events.WindowUpdated() | h2.events.RemoteSettingsChanged():
+            case h2.events.RemoteSettingsChanged():
+                self._settings_received = True
+                self.window_opened.fire()
+            case h2.events.WindowUpdated():
                 self.window_opened.fire()
             case h2.events.ConnectionTerminated():
                 self.goaway_received = True
-                last = event.last_stream_id or 0
+                # h2 sends nothing after a GOAWAY. A client's streams up to the last one
+                # named may still be answered by the server; a server's streams are done.
+                last = (event.last_stream_id or 0) if self.client_side else 0
                 for sid, stream in list(self.streams.items()):
                     if sid > last:
                         stream._on_reset(int(h2.errors.ErrorCodes.REFUSED_STREAM))
@@ -395,8 +479,11 @@ class H2Session:
         nursery: trio.Nursery,
         on_request: OnRequest | None,
     ) -> H2Stream | None:
-        if on_request is None or len(self.streams) >= self._max_streams:
-            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        if on_request is None or self.goaway_sent or len(self.streams) >= self._max_streams:
+            self._resets.churn()
+            # A client that reset the stream in the same read has closed it already.
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return None
         stream = H2Stream(self, stream_id)
         stream._on_headers(headers)
@@ -409,6 +496,8 @@ class H2Session:
             with stream.cancel_scope:
                 await on_request(stream)
         finally:
+            if stream.end_sent:
+                self._resets.serve()
             self.forget(stream)
 
     def forget(self, stream: H2Stream) -> None:
@@ -439,6 +528,20 @@ class H2Session:
             stream._on_reset(int(h2.errors.ErrorCodes.CANCEL))
         self.window_opened.fire()
         self.streams_changed.fire()
+
+    async def announce_goaway(self) -> None:
+        """A graceful GOAWAY (RFC 9113 §6.8, NO_ERROR) naming the last stream we took: the
+        peer opens no more, while the streams already open go on. h2's `close_connection`
+        would close its state machine, so the frame is written beside it."""
+        if self.closed or self.goaway_sent:
+            return
+        self.goaway_sent = True
+        frame = hyperframe.frame.GoAwayFrame(
+            0, last_stream_id=self.conn.highest_inbound_stream_id, error_code=0
+        )
+        self._collect(wake_writer=False)  # what h2 produced before leaves first
+        self._outgoing.append(frame.serialize())
+        await self._write_pending()
 
     async def close(self, *, drain: float = 0.0) -> None:
         """Send GOAWAY, give open streams `drain` seconds, then close the transport."""

@@ -43,6 +43,17 @@ async def answer_refusal(exchange: Exchange | None, reason: StatusReason, messag
     return ""
 
 
+class ListenerControl:
+    """Levers on a running `serve`. New connections take `ssl_context` as it is when they
+    arrive, so assigning a new one reloads the certificate. Setting `draining` stops
+    accepting: HTTP/2 connections get GOAWAY and close once their streams end, HTTP/1.1
+    connections close after the response in progress; what is in flight goes on."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
+        self.ssl_context = ssl_context
+        self.draining = trio.Event()
+
+
 def server_ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
@@ -67,15 +78,25 @@ async def serve(
     ssl_context: ssl.SSLContext | None,
     limits: Limits,
     reuse_port: bool = False,
+    control: ListenerControl | None = None,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `handle` until cancelled; reports the bound (host, port) pairs when listening."""
+    """Serve `handle` until cancelled; reports the bound (host, port) pairs when listening.
+    With `control`, its TLS context is used (not `ssl_context`) and it may drain."""
+    control = control or ListenerControl(ssl_context)
     listeners = await _open_listeners(host, port, reuse_port)
     bound = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
-    handler = _ConnectionHandler(handle, refuse, ssl_context, limits)
+    handler = _ConnectionHandler(handle, refuse, control, limits)
     async with trio.open_nursery() as nursery:
         task_status.started([(str(h), int(p)) for h, p in bound])
-        await trio.serve_listeners(handler, listeners, handler_nursery=nursery)
+        with trio.CancelScope() as accepting:
+            nursery.start_soon(_cancel_when_set, control.draining, accepting)
+            await trio.serve_listeners(handler, listeners, handler_nursery=nursery)
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def _open_listeners(host: str, port: int, reuse_port: bool) -> list[trio.SocketListener]:
@@ -93,11 +114,11 @@ async def _open_listeners(host: str, port: int, reuse_port: bool) -> list[trio.S
 
 class _ConnectionHandler:
     def __init__(
-        self, handle: Handle, refuse: Refuse, ssl_context: ssl.SSLContext | None, limits: Limits
+        self, handle: Handle, refuse: Refuse, control: ListenerControl, limits: Limits
     ) -> None:
         self.handle = handle
         self.refuse = refuse
-        self.ssl_context = ssl_context
+        self.control = control
         self.limits = limits
 
     async def __call__(self, tcp: trio.SocketStream) -> None:
@@ -105,9 +126,10 @@ class _ConnectionHandler:
         transport: trio.abc.Stream = tcp
         alpn = None
         server_name = ""
+        context = self.control.ssl_context
         try:
-            if self.ssl_context is not None:
-                tls = TLSStream(tcp, self.ssl_context, server_side=True)
+            if context is not None:
+                tls = TLSStream(tcp, context, server_side=True)
                 with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT) as scope:
                     await tls.do_handshake()
                 if scope.cancelled_caught:
@@ -117,17 +139,29 @@ class _ConnectionHandler:
                 server_name = tls.server_name()
                 transport = tls
             if alpn == "h2":
-                await serve_h2(
+                failure = await serve_h2(
                     transport,
                     client_addr,
                     self.limits,
                     self.handle,
                     self._refuse_h2,
                     server_name=server_name,
+                    draining=self.control.draining,
                 )
+                if failure is not None:
+                    log.debug(
+                        "connection ended",
+                        client_addr=client_addr,
+                        error=failure.error_code.name,
+                        reason=failure.reason,
+                    )
             else:
                 conn = H1ServerConnection(
-                    transport, client_addr, self.limits, server_name=server_name
+                    transport,
+                    client_addr,
+                    self.limits,
+                    server_name=server_name,
+                    draining=self.control.draining,
                 )
                 await conn.serve(self.handle, self._refuse_h1)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -17,13 +18,13 @@ import trustme
 import yaml
 
 from l7proxy.config.loader import load_config
-from l7proxy.config.settings import Limits
+from l7proxy.config.settings import Config, Limits
 from l7proxy.runtime.server import run_gateway
 from l7proxy.tools.demo import demo_policies
 from l7proxy.tools.devissuer import DevIssuer
 from l7proxy.tools.sandbox import SandboxCluster
 from l7proxy.wire.listener import Handle, serve
-from policy.model import Rule
+from policy.model import Policy, Rule
 
 KUBECTL = "/usr/bin/kubectl"
 CLUSTER_TOKEN = "sandbox-service-token"  # the gateway's static credential for the sandbox
@@ -245,13 +246,19 @@ async def start_stack(
     cluster_version: tuple[int, int] = (1, 32),
     provider: Mapping[str, object] | None = None,
     host_routing: bool = False,
+    configure: Callable[[Config], Config] | None = None,
+    in_process: bool = True,
+    extra_policies: Sequence[Policy] = (),
     cluster_alpn: Sequence[str] = ("h2", "http/1.1"),
 ) -> Stack:
     """The sandbox cluster (or `upstream` in its place), the issuer and the gateway.
 
     `provider` overrides fields of the gateway's identity provider entry, e.g. `issuer` and
-    `audiences` to trust another OpenID provider than the development issuer;
-    `cluster_alpn` is what the cluster offers the gateway (HTTP/1.1 only, say)."""
+    `audiences` to trust another OpenID provider than the development issuer; `configure`
+    changes the loaded configuration (for settings the loader does not read yet), and
+    `extra_policies` are added as built. Without `in_process`, the gateway is not started:
+    its configuration is in `gateway.yaml`. `cluster_alpn` is what the cluster offers the
+    gateway (HTTP/1.1 only, say)."""
     leaf = ca.issue_cert("127.0.0.1", "localhost", "*" + HOST_SUFFIX)
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
@@ -321,13 +328,20 @@ async def start_stack(
     }
     config_path = tmp / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    bound = await nursery.start(partial(run_gateway, load_config(config_path)))
+    gateway_url = ""
+    if in_process:
+        loaded = load_config(config_path)
+        loaded = dataclasses.replace(loaded, policies=(*loaded.policies, *extra_policies))
+        bound = await nursery.start(
+            partial(run_gateway, configure(loaded) if configure else loaded)
+        )
+        gateway_url = f"https://127.0.0.1:{bound[0][1]}"
     return Stack(
         tmp=tmp,
         ca=ca,
         issuer=issuer,
         cluster=cluster,
         cluster_listener=listener,
-        gateway_url=f"https://127.0.0.1:{bound[0][1]}",
+        gateway_url=gateway_url,
         audit_path=tmp / "audit.jsonl",
     )

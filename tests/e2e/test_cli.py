@@ -126,3 +126,22 @@ async def test_explain_refuses_an_unknown_connection(stack: Stack) -> None:
     )
     assert result.returncode == 1
     assert b"unknown connection 'nope'" in result.stderr
+
+
+async def test_serve_with_a_certificate_tls_cannot_use_exits_1_with_one_located_error(
+    stack: Stack,
+) -> None:
+    (stack.tmp / "gateway.pem").write_text("not a certificate\n")
+    result = await trio.run_process(
+        [*L7PROXY, "serve", "--config", str(stack.tmp / "gateway.yaml")],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    stderr = result.stderr.decode()
+    [error] = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    cert, key = stack.tmp / "gateway.pem", stack.tmp / "gateway-key.pem"
+    where = f"error: {stack.tmp / 'gateway.yaml'}: listen.tls: cannot use {cert} with {key}: "
+    assert error.startswith(where), stderr
+    assert "Traceback" not in stderr

@@ -26,6 +26,7 @@ from tests.e2e.eks_stack import (
     start_eks_stack,
 )
 from tests.e2e.stack import kubectl, wait_for_event
+from tests.e2e.test_metrics import scrape, value
 
 
 def assumed(role: str, user: str) -> str:
@@ -114,6 +115,17 @@ async def test_a_burst_of_requests_makes_one_assume_role_call(eks: EksStack) -> 
     assert len({dict(r.headers)[b"authorization"] for r in versions}) == 1
     assert eks.cluster.eks is not None
     assert eks.cluster.eks.sts_calls == 1
+    samples = await scrape(eks)
+    assert value(samples, "l7proxy_sts_calls_total", connection="prod") == 1
+    assert value(samples, "l7proxy_sts_call_failures_total", connection="prod") == 0
+    assert value(samples, "l7proxy_eks_token_cache_misses_total", connection="prod") == 1
+    forwarded = sum(  # kubectl's discovery requests included
+        count
+        for (name, labels), count in samples.items()
+        if name == "l7proxy_requests_total" and ("connection", "prod") in labels
+    )
+    assert forwarded >= 12
+    assert value(samples, "l7proxy_eks_token_cache_hits_total", connection="prod") == forwarded - 1
 
 
 async def test_unreachable_sts_is_service_unavailable_naming_the_role(eks: EksStack) -> None:
@@ -147,6 +159,9 @@ async def test_sts_refusing_the_role_is_service_unavailable_with_its_code(eks: E
     assert "next attempt in" in again.stderr.decode()
     assert eks.denying_sts is not None
     assert len(eks.denying_sts.requests) == 1
+    samples = await scrape(eks)
+    assert value(samples, "l7proxy_sts_calls_total", connection="denied") == 1
+    assert value(samples, "l7proxy_sts_call_failures_total", connection="denied") == 1
 
 
 async def test_without_a_server_describe_cluster_supplies_it(eks: EksStack) -> None:

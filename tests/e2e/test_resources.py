@@ -43,8 +43,9 @@ async def test_kubectl_get_events_shows_the_pod_starts(stack: Stack) -> None:
     table = (await kubectl(kc, "get", "events", check=True)).stdout.decode().splitlines()
     assert table[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert {tuple(line.split()[1:4]) for line in table[1:]} == {
-        ("Normal", "Started", "pod/web-1"),
-        ("Normal", "Started", "pod/web-2"),
+        ("Normal", reason, f"pod/{pod}")
+        for reason in ("Scheduled", "Pulled", "Created", "Started")
+        for pod in ("web-1", "web-2")
     }
     raw = await kubectl(kc, "get", "events.v1.events.k8s.io", "-o", "json", check=True)
     assert json.loads(raw.stdout)["items"] == []
@@ -73,3 +74,23 @@ async def test_kubectl_api_resources_lists_kinds_with_short_names_and_scope(
     } <= rows
     jobs = (await kubectl(kc, "api-resources", "--api-group", "batch", check=True)).stdout
     assert jobs.decode().splitlines()[1].split() == ["jobs", "batch/v1", "true", "Job"]
+
+
+async def test_kubectl_explain_prints_kinds_and_field_paths_from_openapi_v3(stack: Stack) -> None:
+    kc = stack.kubeconfig(stack.token("ops-1", ADMIN))
+    pods = (await kubectl(kc, "explain", "pods", check=True)).stdout.decode()
+    assert pods.startswith("KIND:       Pod\nVERSION:    v1\n")
+    assert "Pod is a collection of containers that can run on a host." in pods
+    assert "  spec\t<PodSpec>\n" in pods
+    deployments = (await kubectl(kc, "explain", "deployments", check=True)).stdout.decode()
+    assert deployments.startswith("GROUP:      apps\nKIND:       Deployment\nVERSION:    v1\n")
+    assert "  spec\t<DeploymentSpec>\n" in deployments
+    field = await kubectl(kc, "explain", "pods.spec.containers", check=True)
+    containers = field.stdout.decode()
+    assert "FIELD: containers <[]Container>\n" in containers
+    assert "  image\t<string>\n" in containers
+    recursive = await kubectl(kc, "explain", "deploy.spec.replicas", check=True)
+    assert "FIELD: replicas <integer>" in recursive.stdout.decode()
+    missing = await kubectl(kc, "explain", "pods.spec.nope")
+    assert missing.returncode != 0
+    assert b'field "nope" does not exist' in missing.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import ssl
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 import kubernetes
 import kubernetes_asyncio
+import pytest
 import trio
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
@@ -115,6 +117,18 @@ async def test_http1_status_lines_carry_the_reason_phrase(stack: Stack) -> None:
             received += data
         await stream.aclose()
     assert received.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed (make bench)")
+async def test_h2load_h1_counts_every_gateway_response_as_a_success(stack: Stack) -> None:
+    # h2load's HTTP/1.1 parser takes a response's status only from a non-empty reason phrase.
+    url = f"{stack.gateway_url}/k8s/dev/api/v1/namespaces/default/pods"
+    auth = f"authorization: Bearer {stack.token('agent-7', READER)}"
+    command = ["h2load", "--h1", "-n", "10", "-c", "1", "-H", auth, url]
+    with trio.fail_after(60):
+        done = await trio.run_process(command, capture_stdout=True, check=True)
+    assert b"10 succeeded, 0 failed" in done.stdout
+    assert b"status codes: 10 2xx" in done.stdout
 
 
 async def test_the_official_python_client_creates_patches_and_deletes(stack: Stack) -> None:

@@ -331,3 +331,14 @@ def test_resource_rule_never_matches_a_non_resource_request() -> None:
 def test_non_resource_rule_never_matches_a_resource_request() -> None:
     rule = Rule(verbs=("*",), non_resource_urls=("*",))
     assert not allows(rule, resource())
+
+
+def test_any_applicable_policy_that_redacts_secrets_marks_the_allowed_decision() -> None:
+    secrets = Rule(verbs=("get",), api_groups=("",), resources=("secrets",))
+    plain = Policy(name="plain", connection="prod", groups=("devs",), allow=(secrets,))
+    redacting = Policy(name="redacting", connection="prod", groups=("oncall",), redact_secrets=True)
+    policies = PolicySet([plain, redacting])
+    alice = policies.decide(ALICE, "prod", resource(resource="secrets"))
+    bob = policies.decide(BOB, "prod", resource(resource="secrets"))
+    assert (alice.allowed, alice.policy, alice.redact_secrets) == (True, "plain", True)
+    assert (bob.allowed, bob.redact_secrets) == (True, False)

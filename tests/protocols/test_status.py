@@ -19,6 +19,8 @@ from protocols.status import StatusReason, status_body, status_headers
         (StatusReason.Forbidden, 403, "Forbidden"),
         (StatusReason.NotFound, 404, "NotFound"),
         (StatusReason.MethodNotAllowed, 405, "MethodNotAllowed"),
+        (StatusReason.NotAcceptable, 406, "NotAcceptable"),
+        (StatusReason.Conflict, 409, "Conflict"),
         (StatusReason.RequestEntityTooLarge, 413, "RequestEntityTooLarge"),
         (StatusReason.URITooLong, 414, "RequestURITooLong"),
         (StatusReason.RequestHeaderFieldsTooLarge, 431, "RequestHeaderFieldsTooLarge"),
@@ -36,7 +38,7 @@ def test_reason_code_and_string(reason: StatusReason, code: int, reason_string: 
 
 def test_bad_gateway_is_its_own_member() -> None:
     # Sharing InternalError's reason string must not make it an alias of InternalError.
-    assert len(StatusReason.__members__) == len(StatusReason) == 13
+    assert len(StatusReason.__members__) == len(StatusReason) == 15
 
 
 def test_body_is_compact_and_ordered() -> None:

@@ -311,10 +311,13 @@ def add_login_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_grant_arguments(parser: argparse.ArgumentParser, *, issuer_ca_flag: str) -> None:
+def add_grant_arguments(
+    parser: argparse.ArgumentParser, *, issuer_ca_flag: str, grant_flag: str = "--grant"
+) -> None:
     """The options `l7proxy kubeconfig` passes through to `l7proxy login` (there the issuer's
-    CA is `--issuer-ca-file`, since its `--ca-file` is the gateway's)."""
-    parser.add_argument("--grant", choices=GRANTS, default="auth-code")
+    CA is `--issuer-ca-file`, since its `--ca-file` is the gateway's; `l7proxy request` names
+    the OAuth grant `--login-grant`, since its `--grant` is an access request's)."""
+    parser.add_argument(grant_flag, dest="grant", choices=GRANTS, default="auth-code")
     parser.add_argument(
         "--scope",
         action="append",

@@ -84,6 +84,22 @@ class Http:
         )
         return self._send(request)
 
+    def send_json(
+        self,
+        method: str,
+        url: str,
+        document: Mapping[str, object] | None,
+        headers: Mapping[str, str],
+    ) -> Answer:
+        """Any method, with an optional JSON body; any JSON answer returns (the gateway's
+        own API answers its errors as `Status` objects)."""
+        data = None if document is None else json.dumps(document).encode()
+        kind = {} if data is None else {"Content-Type": "application/json"}
+        request = urllib.request.Request(
+            url, data=data, headers={**self._headers(), **kind, **headers}, method=method
+        )
+        return self._send(request)
+
     @staticmethod
     def _headers() -> dict[str, str]:
         return {"Accept": "application/json", "User-Agent": f"l7proxy-login/{__version__}"}

@@ -20,7 +20,12 @@ from l7proxy.identity.oidc.jwt import (
     valid_until,
     verify,
 )
-from l7proxy.identity.oidc.keys import MAX_CACHE_TTL, MIN_CACHE_TTL, ProviderKeys
+from l7proxy.identity.oidc.keys import (
+    MAX_CACHE_TTL,
+    MIN_CACHE_TTL,
+    KeyFetchMetrics,
+    ProviderKeys,
+)
 from policy.identity import Identity
 
 
@@ -74,6 +79,7 @@ class Authenticator:
         max_key_age: float = 3600.0,
         min_key_ttl: float = MIN_CACHE_TTL,
         max_key_ttl: float = MAX_CACHE_TTL,
+        metrics: KeyFetchMetrics | None = None,
     ) -> None:
         self._providers: dict[str, ProviderKeys] = {}
         for provider in providers:
@@ -86,6 +92,7 @@ class Authenticator:
                 max_age=max_key_age,
                 min_ttl=min_key_ttl,
                 max_ttl=max_key_ttl,
+                metrics=metrics,
             )
         self._wall_clock = wall_clock
         self._cache_size = cache_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import ssl
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import structlog
 import trio
@@ -43,6 +44,12 @@ def cache_lifetime(
     return min(max(float(lifetime), minimum), maximum)
 
 
+class KeyFetchMetrics(Protocol):
+    """Where each fetch of a provider's keys is counted (the gateway's `Metrics`)."""
+
+    def jwks_fetch(self, provider: str, *, failed: bool) -> None: ...
+
+
 class ProviderKeys:
     """The JWKS of one provider, fetched through OIDC discovery.
 
@@ -64,8 +71,10 @@ class ProviderKeys:
         min_ttl: float = MIN_CACHE_TTL,
         max_ttl: float = MAX_CACHE_TTL,
         clock: Callable[[], float] = trio.current_time,
+        metrics: KeyFetchMetrics | None = None,
     ) -> None:
         self.provider = provider
+        self._metrics = metrics
         cafile = None if provider.ca_file is None else str(provider.ca_file)
         self._ssl_context = ssl.create_default_context(cafile=cafile)
         self._discovery_url = provider.issuer.rstrip("/") + "/.well-known/openid-configuration"
@@ -112,7 +121,9 @@ class ProviderKeys:
             if not fresh and self._clock() - self._attempted_at >= self._min_refresh_interval:
                 try:
                     self._store(*await self._fetch())
+                    self._count(failed=False)
                 except FetchError as exc:
+                    self._count(failed=True)
                     self._error = exc.reason
                     if self._keys is not None:
                         log.warning(
@@ -126,6 +137,10 @@ class ProviderKeys:
         if self._keys is None:
             raise FetchError(self._error)
         return self._keys
+
+    def _count(self, *, failed: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.jwks_fetch(self.provider.name, failed=failed)
 
     def _store(self, keys: KeySet, lifetime: float) -> None:
         """Keep the old object when nothing changed: verified-token caches compare by identity."""

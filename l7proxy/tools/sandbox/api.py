@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from l7proxy.tools.sandbox.portforward import serve_portforward
 from l7proxy.tools.sandbox.resources import UPGRADE_SUBRESOURCES, ResourceType, lookup
 from l7proxy.tools.sandbox.selectors import Selector
 from l7proxy.tools.sandbox.status import (
+    FieldError,
     bad_request,
     invalid,
     method_not_allowed,
@@ -131,16 +133,42 @@ def _merge_view(target: Target, current: Obj, view: Obj) -> Obj:
     full = copy.deepcopy(current)
     if target.subresource == "status":
         full["status"] = view.get("status", {})
-    else:
+    elif target.subresource == "ephemeralcontainers":
         spec = view.get("spec")
-        replicas = spec.get("replicas") if isinstance(spec, dict) else None
-        if not isinstance(replicas, int) or replicas < 0:
-            raise invalid(
-                target.rtype, target.name, "spec.replicas: must be a non-negative integer"
-            )
-        full["spec"]["replicas"] = replicas
+        added = spec.get("ephemeralContainers") if isinstance(spec, dict) else None
+        full["spec"]["ephemeralContainers"] = _ephemeral(target, current, added)
+    else:  # scale: the store's validation checks the replicas
+        spec = view.get("spec")
+        full["spec"]["replicas"] = spec.get("replicas") if isinstance(spec, dict) else None
     full["metadata"]["resourceVersion"] = precondition
     return full
+
+
+def _ephemeral(target: Target, current: Obj, containers: Any) -> list[Obj]:
+    """The pod's ephemeral containers after a write: kube lets them be added, never
+    changed or removed."""
+    field = "spec.ephemeralContainers"
+    if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+        raise invalid(target.rtype, target.name, FieldError(field, "Invalid", "must be a list"))
+    before = {c.get("name"): c for c in current["spec"].get("ephemeralContainers") or []}
+    after = {c.get("name"): c for c in containers}
+    taken = {c.get("name") for c in current["spec"].get("containers") or []}
+    errors = [
+        FieldError(field, "Forbidden", f'existing ephemeral containers "{name}" may not be changed')
+        for name, old in before.items()
+        if after.get(name) != old
+    ]
+    for index, new in enumerate(containers):
+        at, name = f"{field}[{index}]", new.get("name")
+        if not name:
+            errors.append(FieldError(f"{at}.name", "Required"))
+        elif name in taken:
+            errors.append(FieldError(f"{at}.name", "Duplicate", value=json.dumps(name)))
+        if not new.get("image"):
+            errors.append(FieldError(f"{at}.image", "Required"))
+    if errors:
+        raise invalid(target.rtype, target.name, *errors)
+    return containers
 
 
 def _patch(exchange: Exchange, target: Target, current: Obj, body: bytes) -> Obj:
@@ -160,7 +188,7 @@ def _patch(exchange: Exchange, target: Target, current: Obj, body: bytes) -> Obj
         else:
             raise unsupported_media_type(media_type)
     except PatchError as err:
-        raise invalid(target.rtype, target.name, str(err)) from err
+        raise invalid(target.rtype, target.name, FieldError("patch", "Invalid", str(err))) from err
     return patched
 
 
@@ -206,11 +234,20 @@ def _object_body(exchange: Exchange, rtype: ResourceType, body: bytes) -> Obj:
     return obj
 
 
-def _dry_run(params: dict[str, str]) -> bool:
-    value = params.get("dryRun", "")
-    if value not in ("", "All"):
-        raise bad_request(f"unsupported dry run option: {value!r}")
-    return value == "All"
+def _dry_run(method: str, params: dict[str, str], body: bytes) -> bool:
+    """`dryRun=All` from the query, or for a DELETE from the DeleteOptions body (kubectl
+    sends it there)."""
+    values = [params["dryRun"]] if "dryRun" in params else []
+    if method == "DELETE" and body.strip():
+        options = parse_json(body)
+        listed = options.get("dryRun") if isinstance(options, dict) else None
+        if listed is not None and not isinstance(listed, list):
+            raise bad_request("DeleteOptions.dryRun must be a list")
+        values += listed or []
+    for value in values:
+        if value not in ("", "All"):
+            raise bad_request(f"unsupported dry run option: {value!r}")
+    return "All" in values
 
 
 class ResourceApi:
@@ -298,7 +335,7 @@ class ResourceApi:
     def _write(
         self, exchange: Exchange, method: str, target: Target, params: dict[str, str], body: bytes
     ) -> tuple[int, Obj]:
-        store, rtype, dry_run = self._store, target.rtype, _dry_run(params)
+        store, rtype, dry_run = self._store, target.rtype, _dry_run(method, params, body)
         namespace = target.namespace
         if not target.name:
             if method == "POST" and namespace is not None:

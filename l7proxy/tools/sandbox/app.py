@@ -10,6 +10,7 @@ from typing import Any
 
 from l7proxy.tools.sandbox import discovery, openapi
 from l7proxy.tools.sandbox.api import ResourceApi, parse_target
+from l7proxy.tools.sandbox.controllers import Controllers
 from l7proxy.tools.sandbox.eks_auth import TOKEN_PREFIX, EksTokenVerifier, TokenRejected
 from l7proxy.tools.sandbox.exec import EXEC_SUBRESOURCES, ExecApi
 from l7proxy.tools.sandbox.rbac import ACCESS_REVIEW_PATH, SandboxRbac
@@ -64,6 +65,7 @@ class SandboxCluster:
         self.rbac = SandboxRbac(rbac)
         self._version = version
         self.store = Store(clock)
+        self.store.on_change(Controllers(self.store, clock).react)
         self._api = ResourceApi(self.store, clock)
         self.exec = ExecApi(self.store, clock)
         self.seen: deque[SeenRequest] = deque(maxlen=SEEN_LIMIT)

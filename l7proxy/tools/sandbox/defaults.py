@@ -1,14 +1,15 @@
 """What kube's registry strategies and controllers would do to an object, done at once.
 
-`validate` rejects the malformed shapes the sandbox would otherwise trip over. There are
-no controllers here: a pod is Running the moment it is created, a deployment's status
-reports every replica ready, a service gets a cluster IP. That is what a demo and an
+`validate` rejects the malformed shapes the sandbox would otherwise trip over. A pod is
+Running the moment it is created, a service gets a cluster IP (the controllers that own
+deployments' and replica sets' pods and status are in `controllers`). That is what a demo and an
 end-to-end test need to see from `kubectl get`, `wait` and `rollout status`.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from l7proxy.tools.sandbox.resources import (
@@ -16,15 +17,18 @@ from l7proxy.tools.sandbox.resources import (
     DEPLOYMENTS,
     NAMESPACES,
     PODS,
+    REPLICA_SETS,
     SECRETS,
     SERVICES,
     ResourceType,
 )
-from l7proxy.tools.sandbox.status import invalid
+from l7proxy.tools.sandbox.status import FieldError, invalid
 
 Obj = dict[str, Any]
 
-NODE_NAME = "sandbox-node"
+NODE_NAME = "sandbox-node-1"
+_STRINGS = "must map strings to strings"
+MAX_REPLICAS = 50
 _HOST_IP = "10.0.0.10"
 
 
@@ -39,28 +43,37 @@ def validate(rtype: ResourceType, obj: Obj) -> None:
     name = str(meta.get("name", ""))
     for key in ("labels", "annotations"):
         if meta.get(key) is not None and not _string_map(meta[key]):
-            raise invalid(
-                rtype, name, f"metadata.{key}: Invalid value: must map strings to strings"
-            )
+            raise invalid(rtype, name, FieldError(f"metadata.{key}", "Invalid", _STRINGS))
     for key in ("spec", "status", "data"):
         if obj.get(key, {}) is None:
             del obj[key]  # JSON null is absent
         elif not isinstance(obj.get(key, {}), dict):
-            raise invalid(rtype, name, f"{key}: Invalid value: must be an object")
+            raise invalid(rtype, name, FieldError(key, "Invalid", "must be an object"))
     if rtype in (CONFIGMAPS, SECRETS):
         for key in ("data", "stringData"):
             if obj.get(key) is not None and not _string_map(obj[key]):
-                raise invalid(rtype, name, f"{key}: Invalid value: must map strings to strings")
+                raise invalid(rtype, name, FieldError(key, "Invalid", _STRINGS))
     if rtype is PODS:
         containers = obj.get("spec", {}).get("containers")
         if not isinstance(containers, list) or not containers:
-            raise invalid(rtype, name, "spec.containers: Required value")
-        if not all(isinstance(c, dict) and c.get("name") for c in containers):
-            raise invalid(rtype, name, "spec.containers[].name: Required value")
-    if rtype is DEPLOYMENTS:
+            raise invalid(rtype, name, FieldError("spec.containers", "Required"))
+        unnamed = [
+            FieldError(f"spec.containers[{i}].name", "Required")
+            for i, c in enumerate(containers)
+            if not isinstance(c, dict) or not c.get("name")
+        ]
+        if unnamed:
+            raise invalid(rtype, name, *unnamed)
+    if rtype in (DEPLOYMENTS, REPLICA_SETS):
         replicas = obj.get("spec", {}).get("replicas", 0)
-        if not isinstance(replicas, int) or replicas < 0:
-            raise invalid(rtype, name, "spec.replicas: must be a non-negative integer")
+        why = None
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            why = "must be greater than or equal to 0"
+        elif replicas > MAX_REPLICAS:  # each replica is a pod and its events, written at once
+            why = f"the sandbox runs at most {MAX_REPLICAS} replicas"
+        if why is not None:
+            error = FieldError("spec.replicas", "Invalid", why, json.dumps(replicas))
+            raise invalid(rtype, name, error)
 
 
 def _pod_status(obj: Obj, now: str, ordinal: int) -> Obj:
@@ -84,57 +97,45 @@ def _pod_status(obj: Obj, now: str, ordinal: int) -> Obj:
         "podIP": f"10.244.{ordinal // 250 % 250}.{ordinal % 250 + 2}",
         "startTime": now,
         "qosClass": "BestEffort",
-        "containerStatuses": [
-            {
-                "name": c.get("name", ""),
-                "image": c.get("image", ""),
-                "imageID": f"sandbox://{c.get('image', '')}",
-                "containerID": f"sandbox://{ordinal}-{c.get('name', '')}",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": now}},
-            }
-            for c in containers
-        ],
+        "containerStatuses": [_container_status(c, now, ordinal) for c in containers],
     }
 
 
-def _deployment(obj: Obj, old: Obj | None) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("replicas", 1)
-    meta = obj["metadata"]
+def _container_status(container: Obj, now: str, ordinal: int) -> Obj:
+    """A container the kubelet has started: running since `now`."""
+    name, image = container.get("name", ""), container.get("image", "")
+    return {
+        "name": name,
+        "image": image,
+        "imageID": f"sandbox://{image}",
+        "containerID": f"sandbox://{ordinal}-{name}",
+        "ready": True,
+        "started": True,
+        "restartCount": 0,
+        "state": {"running": {"startedAt": now}},
+    }
+
+
+def _start_ephemeral(obj: Obj, now: str, ordinal: int) -> None:
+    """Ephemeral containers start as soon as they are added, as the kubelet starts them."""
+    status = obj.setdefault("status", {})
+    started = status.get("ephemeralContainerStatuses") or []
+    names = {s.get("name") for s in started}
+    new = [
+        {**_container_status(c, now, ordinal), "ready": False}
+        for c in obj["spec"].get("ephemeralContainers") or []
+        if c.get("name") not in names
+    ]
+    if new:
+        status["ephemeralContainerStatuses"] = [*started, *new]
+
+
+def _generation(obj: Obj, old: Obj | None) -> None:
+    """metadata.generation: 1 on create, one more for each change of spec."""
     generation = 1 if old is None else int(old["metadata"].get("generation", 1))
-    if old is not None and old.get("spec") != spec:
+    if old is not None and old.get("spec") != obj.get("spec"):
         generation += 1
-    meta["generation"] = generation
-    replicas = spec["replicas"]
-    since = meta["creationTimestamp"]  # fixed, so a no-op update stays a no-op
-    obj["status"] = {
-        "observedGeneration": generation,
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": replicas,
-        "availableReplicas": replicas,
-        "conditions": [
-            {
-                "type": "Available",
-                "status": "True",
-                "reason": "MinimumReplicasAvailable",
-                "message": "Deployment has minimum availability.",
-                "lastUpdateTime": since,
-                "lastTransitionTime": since,
-            },
-            {
-                "type": "Progressing",
-                "status": "True",
-                "reason": "NewReplicaSetAvailable",
-                "message": f'ReplicaSet "{meta["name"]}" has successfully progressed.',
-                "lastUpdateTime": since,
-                "lastTransitionTime": since,
-            },
-        ],
-    }
+    obj["metadata"]["generation"] = generation
 
 
 def prepare(rtype: ResourceType, obj: Obj, old: Obj | None, *, now: str, ordinal: int) -> None:
@@ -142,14 +143,16 @@ def prepare(rtype: ResourceType, obj: Obj, old: Obj | None, *, now: str, ordinal
 
     On update the caller has already carried `status` over from `old` (or `spec`, for a
     status subresource write), as kube's update strategies do."""
-    if rtype is DEPLOYMENTS:
-        _deployment(obj, old)
+    if rtype in (DEPLOYMENTS, REPLICA_SETS):
+        obj.setdefault("spec", {}).setdefault("replicas", 1)
+        _generation(obj, old)
     elif rtype is PODS:
         spec = obj.setdefault("spec", {})
         spec.setdefault("nodeName", NODE_NAME)
         spec.setdefault("restartPolicy", "Always")
         if old is None:
             obj["status"] = _pod_status(obj, now, ordinal)
+        _start_ephemeral(obj, now, ordinal)
     elif rtype is SERVICES:
         spec = obj.setdefault("spec", {})
         spec.setdefault("type", "ClusterIP")

@@ -2,8 +2,9 @@
 
 kubectl ≥ 1.30 upgrades these requests to WebSocket and speaks `v5.channel.k8s.io`: stdin,
 stdout, stderr, the exit Status and terminal resizes multiplexed as channels (see
-`protocols.k8s_channels`). exec runs its command in a fresh shell; attach joins the pod's
-main process, a shell whose state lives as long as the pod. Older kubectl upgrades
+`protocols.k8s_channels`). exec runs its command in a fresh shell; attach joins the
+container's main process, a shell whose state lives as long as the pod (an ephemeral
+container's too: its command is not run). Older kubectl upgrades
 to SPDY/3.1 instead, served by `spdy_exec` with the same shell.
 """
 
@@ -84,13 +85,15 @@ def _flag(params: dict[str, str], name: str, default: bool) -> bool:
 
 def _container(pod: dict[str, Any], requested: str) -> str:
     name = pod["metadata"]["name"]
-    names = [c.get("name", "") for c in pod.get("spec", {}).get("containers") or []]
+    spec = pod.get("spec", {})
+    names = [c.get("name", "") for c in spec.get("containers") or []]
+    ephemeral = [c.get("name", "") for c in spec.get("ephemeralContainers") or []]
     container = requested or (names[0] if len(names) == 1 else "")
     if not container:
         raise bad_request(
             f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
         )
-    if container not in names:
+    if container not in names + ephemeral:
         raise bad_request(f"container {container} is not valid for pod {name}")
     return container
 
@@ -122,8 +125,9 @@ def parse_options(pod: dict[str, Any], subresource: str, query: str) -> StreamOp
 
 
 class PodRuntime:
-    """What lives as long as a pod: its container's files, its main process (which attach
-    joins) and the terminal sizes its sessions were given."""
+    """What lives as long as a pod: its containers' files (one file system for all), each
+    container's main process (which attach joins) and the terminal sizes its sessions
+    were given."""
 
     def __init__(self, pod: dict[str, Any], clock: Callable[[], float]) -> None:
         spec = (pod.get("spec", {}).get("containers") or [{}])[0]
@@ -135,12 +139,14 @@ class PodRuntime:
         env.update(KUBERNETES_SERVICE_HOST="10.96.0.1", KUBERNETES_SERVICE_PORT="443")
         self.uid: str = pod["metadata"]["uid"]
         self.container = Container(pod["metadata"]["name"], env, clock)
-        self.main = Shell(self.container)
+        self._mains: dict[str, Shell] = {}
         self.terminal_sizes: deque[TerminalSize] = deque(maxlen=RESIZE_HISTORY)
 
     def program(self, subresource: str, options: StreamOptions) -> Program:
         if subresource == "attach":
-            return self.main.session
+            if options.container not in self._mains:
+                self._mains[options.container] = Shell(self.container)
+            return self._mains[options.container].session
         env = {**self.container.env, "TERM": "xterm"} if options.tty else None
         shell = Shell(self.container, env=env)
         return functools.partial(shell.run, list(options.command))

@@ -1,13 +1,13 @@
-"""Just enough OpenAPI v3 for kubectl's field-validation check.
+"""OpenAPI v3: `/openapi/v3` and one document per group-version, for kubectl.
 
-`kubectl create/apply -f` validate with `fieldValidation=Strict`. cli-runtime's
-query_param_verifier_v3.go decides whether the server validates by finding, in the
-group-version's OpenAPI v3 document, a PATCH operation tagged with the object's
-`x-kubernetes-group-version-kind` that lists the query parameter. Without that document
-kubectl falls back to client-side validation, which needs the full schema and fails with
-"failed to download openapi". So each group-version gets a document with one such PATCH
-operation per kind, and nothing else (no schemas: apply then computes patches from its
-compiled-in types, as it does when the schema lacks the kind).
+Each document has kube's schemas for its kinds (`components/schemas`, with everything they
+reference: built from kube's own by `openapi_build`), which `kubectl explain` prints and
+`kubectl apply`/`diff` read list merge keys from. Its `paths` hold only what kubectl's
+field-validation check reads: `kubectl create/apply -f` validate with
+`fieldValidation=Strict`, and cli-runtime's query_param_verifier_v3.go decides whether the
+server validates by finding a PATCH operation tagged with the object's
+`x-kubernetes-group-version-kind` that lists the query parameter. So each kind gets one
+such operation, and the sandbox serves no other operations in OpenAPI.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any
 
+from l7proxy.tools.sandbox import openapi_schemas
 from l7proxy.tools.sandbox.resources import ResourceType, group_versions
 
 Obj = dict[str, Any]
@@ -50,11 +51,15 @@ def _patch_operation(rtype: ResourceType) -> Obj:
     }
 
 
+_SCHEMAS = openapi_schemas.load()
+
+
 def _spec(rtypes: tuple[ResourceType, ...]) -> Obj:
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "sandbox"},
         "paths": {_item_path(r): _patch_operation(r) for r in rtypes},
+        "components": {"schemas": openapi_schemas.reachable(_SCHEMAS, rtypes)},
     }
 
 

@@ -3,7 +3,9 @@
 kubectl speaks the kubelet's port-forward protocol (`portforward.k8s.io`) over SPDY/3.1,
 either on the upgraded connection itself (every client; `Upgrade: SPDY/3.1`) or, from
 kubectl 1.31, tunnelled in WebSocket binary messages (subprotocol
-`SPDY/3.1+portforward.k8s.io`), falling back to the former when the server refuses.
+`SPDY/3.1+portforward.k8s.io`), falling back to the former when the server refuses. A
+WebSocket naming another subprotocol speaks the kubelet's channel protocol instead
+(`portforward_channels`: the Python clients).
 Per forwarded local connection the client opens two streams with the same `requestID`
 and `port` headers: `streamType: error`, which the server writes a message to only when
 forwarding fails, and `streamType: data`, the connection's bytes both ways.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import trio
 
+from l7proxy.tools.sandbox import portforward_channels
 from l7proxy.tools.sandbox.resources import PODS
 from l7proxy.tools.sandbox.spdy_session import (
     SpdySession,
@@ -25,6 +28,7 @@ from l7proxy.tools.sandbox.store import Store
 from l7proxy.wire.exchange import Exchange, UpgradedStream
 from l7proxy.wire.h1_server import wants_upgrade
 from protocols.websocket import (
+    ClientHandshake,
     Close,
     CloseCode,
     FrameParser,
@@ -58,7 +62,12 @@ async def serve_portforward(exchange: Exchange, store: Store, namespace: str, na
         raise bad_request("Upgrade request required")
     upgrade = (head.header(b"upgrade") or b"").decode("latin-1").strip().lower()
     if upgrade == "websocket":
-        transport: UpgradedStream = await _upgrade_websocket(exchange)
+        handshake = _websocket_handshake(exchange)
+        if TUNNEL_PROTOCOL not in handshake.protocols:  # the kubelet's own WebSocket protocol
+            await _serve_channels(exchange, handshake)
+            return
+        headers = server_handshake_headers(handshake.key, TUNNEL_PROTOCOL)
+        transport: UpgradedStream = WebSocketTunnel(await switch_protocols(exchange, headers))
     elif upgrade == "spdy/3.1":
         transport = await _upgrade_spdy(exchange)
     else:
@@ -86,16 +95,22 @@ async def _upgrade_spdy(exchange: Exchange) -> UpgradedStream:
     )
 
 
-async def _upgrade_websocket(exchange: Exchange) -> WebSocketTunnel:
-    """kube-apiserver's tunnelling handler: a WebSocket whose subprotocol names SPDY."""
+def _websocket_handshake(exchange: Exchange) -> ClientHandshake:
     try:
-        handshake = validate_client_handshake(exchange.head.method, exchange.head.headers)
+        return validate_client_handshake(exchange.head.method, exchange.head.headers)
     except HandshakeError as exc:
         raise ApiError(exc.status, "BadRequest", f"unable to upgrade: {exc}") from exc
-    if TUNNEL_PROTOCOL not in handshake.protocols:
-        raise bad_request("unable to upgrade: no tunneling spdy protocols provided")
-    headers = server_handshake_headers(handshake.key, TUNNEL_PROTOCOL)
-    return WebSocketTunnel(await switch_protocols(exchange, headers))
+
+
+async def _serve_channels(exchange: Exchange, handshake: ClientHandshake) -> None:
+    protocol = portforward_channels.select(handshake)
+    if protocol is None:
+        raise bad_request(
+            f"unable to upgrade: requested protocol(s) are not supported: "
+            f"{list(handshake.protocols)}; supports "
+            f"{[TUNNEL_PROTOCOL, *portforward_channels.PROTOCOLS]}"
+        )
+    await portforward_channels.serve_channels(exchange, handshake, protocol)
 
 
 class WebSocketTunnel:

@@ -4,8 +4,9 @@ client-go ≥1.31 typed clients encode built-in objects as protobuf
 (`application/vnd.kubernetes.protobuf`) with no fallback to JSON, so `kubectl create
 namespace|configmap|secret` send protobuf whatever the server answers with. Responses stay
 JSON, which those clients also accept. Only the kinds kubectl's generators create
-(`create namespace|configmap|secret|deployment|service`) are decoded, with the fields those
-generators fill; unknown fields are skipped, as protobuf decoders do.
+(`create namespace|configmap|secret|deployment|service`, and the pod `debug --copy-to`
+makes) are decoded, with the fields those fill; unknown fields are skipped, as protobuf
+decoders do. Field numbers are those of k8s.io/api's generated.proto.
 
 The envelope is the magic `k8s\\0` and a `runtime.Unknown` message whose `raw` field holds
 the object (k8s.io/apimachinery/pkg/runtime/generated.proto).
@@ -55,13 +56,27 @@ _CONTAINER: Schema = {
         "ports",
         Repeated({1: ("name", "string"), 3: ("containerPort", "int"), 4: ("protocol", "string")}),
     ),
+    5: ("workingDir", "string"),
     7: ("env", Repeated({1: ("name", "string"), 2: ("value", "string")})),
+    13: ("terminationMessagePath", "string"),
     14: ("imagePullPolicy", "string"),
+    16: ("stdin", "bool"),
+    17: ("stdinOnce", "bool"),
+    18: ("tty", "bool"),
+    20: ("terminationMessagePolicy", "string"),
 }
 _POD_SPEC: Schema = {
     2: ("containers", Repeated(_CONTAINER)),
     3: ("restartPolicy", "string"),
+    4: ("terminationGracePeriodSeconds", "int"),
+    6: ("dnsPolicy", "string"),
+    7: ("nodeSelector", "map_string"),
+    8: ("serviceAccountName", "string"),
+    10: ("nodeName", "string"),
+    16: ("hostname", "string"),
+    19: ("schedulerName", "string"),
     20: ("initContainers", Repeated(_CONTAINER)),
+    27: ("shareProcessNamespace", "bool"),
 }
 _SERVICE_PORT: Schema = {
     1: ("name", "string"),
@@ -71,6 +86,7 @@ _SERVICE_PORT: Schema = {
     5: ("nodePort", "int"),
 }
 _KINDS: Mapping[tuple[str, str], Schema] = {
+    ("v1", "Pod"): {1: ("metadata", _OBJECT_META), 2: ("spec", _POD_SPEC)},
     ("v1", "Namespace"): {
         1: ("metadata", _OBJECT_META),
         2: ("spec", {1: ("finalizers", "repeated_string")}),
@@ -159,7 +175,8 @@ def _message(data: bytes, schema: Schema) -> dict[str, Any]:
                 raise ProtobufError(f"{name}: expected a message")
             out[name] = _message(value, kind)
         elif kind == "string":
-            out[name] = _text(value)
+            if text := _text(value):  # Go writes "" where its JSON leaves the field out
+                out[name] = text
         elif kind == "int":
             out[name] = _int(name, value)
         elif kind == "int_or_string":  # intstr.IntOrString: {1: type, 2: intVal, 3: strVal}
@@ -170,7 +187,8 @@ def _message(data: bytes, schema: Schema) -> dict[str, Any]:
         elif kind == "raw":
             out[name] = value
         elif kind == "bool":
-            out[name] = bool(value)
+            if value:  # as "": false is what Go's JSON leaves out
+                out[name] = True
         elif kind == "repeated_string":
             out.setdefault(name, []).append(_text(value))
         else:  # map_string, map_bytes: repeated {1: key, 2: value} entries

@@ -66,6 +66,7 @@ PODS = ResourceType(
     categories=("all",),
     subresources=(
         Subresource("attach", "PodAttachOptions", _CONNECT),
+        Subresource("ephemeralcontainers", "Pod", _SUB_RW),
         Subresource("exec", "PodExecOptions", _CONNECT),
         Subresource("log", "Pod", ("get",)),
         Subresource("portforward", "PodPortForwardOptions", _CONNECT),

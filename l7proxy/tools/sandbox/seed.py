@@ -1,10 +1,10 @@
-"""The objects a fresh sandbox cluster starts with."""
+"""The objects a fresh sandbox cluster starts with (the controllers add their events)."""
 
 from __future__ import annotations
 
+from l7proxy.tools.sandbox.defaults import NODE_NAME as NODE
 from l7proxy.tools.sandbox.resources import (
     CONFIGMAPS,
-    EVENTS,
     JOBS,
     NAMESPACES,
     NODES,
@@ -16,7 +16,6 @@ from l7proxy.tools.sandbox.resources import (
 from l7proxy.tools.sandbox.store import Store
 
 Obj = dict[str, object]
-NODE = "sandbox-node-1"
 
 
 def _pod(name: str) -> Obj:
@@ -28,19 +27,6 @@ def _pod(name: str) -> Obj:
                 {"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}
             ],
         },
-    }
-
-
-def _started(pod: str) -> Obj:
-    """The event the kubelet writes when a pod's container starts."""
-    return {
-        "metadata": {"name": f"{pod}.started"},
-        "involvedObject": {"kind": "Pod", "namespace": "default", "name": pod, "apiVersion": "v1"},
-        "reason": "Started",
-        "message": "Started container app",
-        "type": "Normal",
-        "source": {"component": "kubelet", "host": NODE},
-        "count": 1,
     }
 
 
@@ -95,8 +81,6 @@ def seed(store: Store) -> None:
     objects: list[tuple[ResourceType, Obj]] = [
         (PODS, _pod("web-1")),
         (PODS, _pod("web-2")),
-        (EVENTS, _started("web-1")),
-        (EVENTS, _started("web-2")),
         (SERVICES, _service()),
         (JOBS, _job()),
         (

@@ -18,6 +18,14 @@ _COMMON_FIELDS = ("metadata.name", "metadata.namespace")
 _EXTRA_FIELDS: Mapping[str, tuple[str, ...]] = {
     "pods": ("spec.nodeName", "status.phase"),
     "secrets": ("type",),
+    "events": (
+        *(f"involvedObject.{k}" for k in ("kind", "namespace", "name", "uid", "apiVersion")),
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "type",
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from l7proxy.tools.sandbox.resources import ResourceType
@@ -90,13 +91,44 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
 
-def invalid(rtype: ResourceType, name: str, message: str) -> ApiError:
-    return ApiError(
-        422,
-        "Invalid",
-        f'{rtype.kind} "{name}" is invalid: {message}',
-        _details(rtype, name),
-    )
+_FIELD_ERRORS = {
+    "Required": "Required value",
+    "Invalid": "Invalid value",
+    "Forbidden": "Forbidden",
+    "Duplicate": "Duplicate value",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One of kube's field.Error: where, which kind of error (a key of `_FIELD_ERRORS`),
+    the offending value as Go prints it (shown for Invalid and Duplicate) and why."""
+
+    field: str
+    type: str
+    detail: str = ""
+    value: str | None = None
+
+    def body(self) -> str:
+        text = _FIELD_ERRORS[self.type]
+        if self.value is not None and self.type in ("Invalid", "Duplicate"):
+            text += f": {self.value}"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+def invalid(rtype: ResourceType, name: str, *errors: FieldError) -> ApiError:
+    """kube's NewInvalid: the message names the kind (`Deployment.apps`), the details carry
+    the kind (not the resource, unlike NotFound) and one cause per field error."""
+    kind = f"{rtype.kind}.{rtype.group}" if rtype.group else rtype.kind
+    texts = [f"{e.field}: {e.body()}" for e in errors]
+    listed = texts[0] if len(texts) == 1 else f"[{', '.join(texts)}]"
+    details: Obj = {"name": name, "kind": rtype.kind}
+    if rtype.group:
+        details["group"] = rtype.group
+    details["causes"] = [
+        {"reason": f"FieldValue{e.type}", "message": e.body(), "field": e.field} for e in errors
+    ]
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {listed}', details)
 
 
 def forbidden(message: str) -> ApiError:

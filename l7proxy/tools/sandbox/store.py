@@ -9,6 +9,7 @@ and the fan-out to watchers, is atomic with respect to other tasks.
 from __future__ import annotations
 
 import copy
+import json
 import random
 import re
 import uuid
@@ -24,6 +25,7 @@ from l7proxy.tools.sandbox import defaults
 from l7proxy.tools.sandbox.resources import ALL, NAMESPACES, ResourceType
 from l7proxy.tools.sandbox.selectors import Selector
 from l7proxy.tools.sandbox.status import (
+    FieldError,
     already_exists,
     bad_request,
     conflict,
@@ -34,13 +36,14 @@ from l7proxy.tools.sandbox.status import (
 )
 
 Obj = dict[str, Any]
+Reaction = Callable[[ResourceType, str, Obj], None]
 
 PROTECTED_NAMESPACES = frozenset({"default", "kube-system"})
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAMESPACE_MISMATCH = (
     "the namespace of the provided object does not match the namespace sent on the request"
 )
-_GENERATED_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # kube's generateName alphabet
+GENERATED_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # kube's generateName alphabet
 
 
 def rfc3339(seconds: float) -> str:
@@ -135,6 +138,11 @@ class Store:
         self._floor = 0  # watches may resume from any resourceVersion >= this
         self._watchers: set[Watcher] = set()
         self._watch_buffer = watch_buffer
+        self._reactions: list[Reaction] = []
+
+    def on_change(self, reaction: Reaction) -> None:
+        """Call `reaction(rtype, type, obj)` after every stored change; it may write too."""
+        self._reactions.append(reaction)
 
     @property
     def resource_version(self) -> int:
@@ -171,18 +179,22 @@ class Store:
         if rtype.namespaced and (meta.get("namespace") or namespace) != namespace:
             raise bad_request(_NAMESPACE_MISMATCH)
         if not meta.get("name") and meta.get("generateName"):
-            suffix = "".join(random.choices(_GENERATED_CHARS, k=5))
+            suffix = "".join(random.choices(GENERATED_CHARS, k=5))
             meta["name"] = f"{meta['generateName']}{suffix}"
         name = meta.get("name")
         if not isinstance(name, str) or not name:
             raise invalid(
-                rtype, "", "metadata.name: Required value: name or generateName is required"
+                rtype,
+                "",
+                FieldError("metadata.name", "Required", "name or generateName is required"),
             )
         if len(name) > 253 or not _NAME.fullmatch(name):
+            why = (
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                "characters, '-' or '.'"
+            )
             raise invalid(
-                rtype,
-                name,
-                f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain',
+                rtype, name, FieldError("metadata.name", "Invalid", why, json.dumps(name))
             )
         if rtype.namespaced and ("", namespace) not in self._objects[NAMESPACES.key]:
             raise not_found(NAMESPACES, namespace)
@@ -269,6 +281,8 @@ class Store:
         change = _Change(self._rv, rtype, kind, obj, previous)
         self._history.append(change)
         self._watchers.difference_update([w for w in self._watchers if not w.offer(change)])
+        for react in self._reactions:
+            react(rtype, kind, obj)
 
     def watch(
         self,

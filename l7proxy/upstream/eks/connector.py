@@ -16,7 +16,12 @@ from collections.abc import Callable
 import trio
 
 from l7proxy.config.settings import EksConnection, Limits
-from l7proxy.upstream.credential import Headers, UpstreamCredentialError, cluster_version
+from l7proxy.upstream.credential import (
+    CredentialMetrics,
+    Headers,
+    UpstreamCredentialError,
+    cluster_version,
+)
 from l7proxy.upstream.eks.aws_bridge import AwsBridge
 from l7proxy.upstream.eks.credentials import (
     CALL_DEADLINE,
@@ -62,8 +67,10 @@ class EksConnector:
         *,
         clock: Callable[[], float] = time.time,
         call_deadline: float = CALL_DEADLINE,
+        metrics: CredentialMetrics | None = None,
     ) -> None:
         self.conn = conn
+        self._metrics = metrics
         self._limits = limits
         self._nursery = nursery
         self._clock = clock
@@ -79,6 +86,7 @@ class EksConnector:
             external_id=conn.external_id,
             source_identity=conn.source_identity,
             clock=clock,
+            metrics=metrics,
         )
         self._role_arns = dict(conn.roles)
         self._tokens: dict[tuple[str, str], tuple[AwsCredentials, EksToken]] = {}
@@ -127,7 +135,9 @@ class EksConnector:
                 signed_with.expiration - USABLE_UNTIL_BEFORE,
             )
             if signed_with is credentials and now < refresh_at:
+                self._count_token(hit=True)
                 return token
+        self._count_token(hit=False)
         token = mint_token(
             credentials,
             cluster_name=self.conn.cluster_name,
@@ -139,6 +149,10 @@ class EksConnector:
                 del self._tokens[stale]
         self._tokens[key] = (credentials, token)
         return token
+
+    def _count_token(self, *, hit: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.token_cache(self.conn.name, hit=hit)
 
     async def _open_pool(self) -> UpstreamPool:
         server, ca_data = self.conn.server, self.conn.certificate_authority_data

@@ -26,7 +26,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from l7proxy.upstream.credential import UpstreamCredentialError
+from l7proxy.upstream.credential import CredentialMetrics, UpstreamCredentialError
 from l7proxy.upstream.eks.aws_bridge import AwsBridge
 from l7proxy.upstream.eks.token import AwsCredentials
 
@@ -190,8 +190,10 @@ class AssumedRoles:
         external_id: str | None = None,
         source_identity: bool = False,
         clock: Callable[[], float] = time.time,
+        metrics: CredentialMetrics | None = None,
     ) -> None:
         self._aws = aws
+        self._metrics = metrics
         self._connection = connection
         self._region = region
         self._sts_endpoint = sts_endpoint
@@ -244,9 +246,11 @@ class AssumedRoles:
                 what, "sts", self._region, self._sts_endpoint, "assume_role", params
             )
         except UpstreamCredentialError as exc:
+            self._count_call(failed=True)
             delay = self._backoff.failed(session.role_arn, exc)
             log.warning("assume role failed", error=exc.message, code=exc.code, retry_in=delay)
             raise
+        self._count_call(failed=False)
         self._backoff.succeeded(session.role_arn)
         found = response["Credentials"]
         credentials = AwsCredentials(
@@ -264,6 +268,10 @@ class AssumedRoles:
             expires_in=round(credentials.expiration - self._clock()),
         )
         return credentials
+
+    def _count_call(self, *, failed: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.sts_call(self._connection, failed=failed)
 
     def _forget_expired(self) -> None:
         """Drop sessions of callers who have gone away, so the cache stays bounded."""

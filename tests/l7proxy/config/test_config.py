@@ -181,7 +181,7 @@ def test_unknown_top_level_key_lists_the_expected_keys(tmp_path: Path) -> None:
         text,
         "wokers",
         "wokers: unknown key (expected one of: listen, workers, identity, connections, "
-        "policies, audit, limits, routing)",
+        "policies, audit, limits, routing, state, admins, access_requests)",
     )
 
 
@@ -1069,6 +1069,24 @@ def test_policy_for_users_only_is_accepted(tmp_path: Path) -> None:
     assert (policy.groups, policy.users) == ((), ("alice@example.com",))
 
 
+def test_a_policy_may_redact_secrets(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE).policies[0].redact_secrets is False
+    text = variant(
+        "    binding_user_role: eks-readonly\n",
+        "    binding_user_role: eks-readonly\n    redact_secrets: true\n",
+    )
+    assert load(tmp_path, text).policies[0].redact_secrets is True
+    assert_error(
+        tmp_path,
+        variant(
+            "    binding_user_role: eks-readonly\n",
+            "    binding_user_role: eks-readonly\n    redact_secrets: maybe\n",
+        ),
+        "redact_secrets",
+        "policies[0].redact_secrets: expected true or false, got 'maybe'",
+    )
+
+
 def test_eks_policy_requires_a_binding_user_role(tmp_path: Path) -> None:
     text = variant("    binding_user_role: eks-readonly\n", "")
     assert_error(
@@ -1282,6 +1300,13 @@ def test_limits_must_be_positive(tmp_path: Path) -> None:
     assert_error(tmp_path, text, "limits:", "limits.idle_timeout: expected a number > 0, got 0")
 
 
+def test_the_shutdown_grace_is_a_positive_number_of_seconds(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE + "limits: {shutdown_grace: 2.5}\n").limits.shutdown_grace == 2.5
+    assert load(tmp_path, BASE).limits.shutdown_grace == 30.0
+    text = BASE + "limits: {shutdown_grace: 0}\n"
+    assert_error(tmp_path, text, "limits:", "limits.shutdown_grace: expected a number > 0, got 0")
+
+
 def test_limits_must_be_finite(tmp_path: Path) -> None:
     text = BASE + "limits: {max_stream_duration: .inf}\n"
     assert_error(
@@ -1318,7 +1343,7 @@ def test_unknown_limit_lists_the_known_limits(tmp_path: Path) -> None:
         "limits.max_body: unknown key (expected one of: max_header_bytes, max_url_bytes, "
         "max_concurrent_streams, header_read_timeout, idle_timeout, upstream_connect_timeout, "
         "upstream_response_timeout, max_stream_duration, token_expiry_grace, "
-        "upgrade_idle_timeout)",
+        "upgrade_idle_timeout, shutdown_grace)",
     )
 
 
@@ -1624,3 +1649,82 @@ def test_routing_unknown_key_is_located(tmp_path: Path) -> None:
         "host_sufix",
         "routing.host_sufix: unknown key (expected one of: host_suffix)",
     )
+
+
+# --- living access: state, admins, access_requests ----------------------------------------
+
+GRANTS = """\
+state: {sqlite: state/l7proxy.db}
+admins: {groups: [platform-admins]}
+access_requests:
+  - name: prod-write
+    policy: agents-readonly
+    requesters: {groups: [sre]}
+    approvers: {users: [lead@example.com]}
+    min_approvals: 2
+    max_duration: 4h
+"""
+
+
+def test_access_requests_admins_and_state_are_read(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE + GRANTS)
+    [grant] = config.access_requests
+    assert (grant.name, grant.policy, grant.min_approvals, grant.max_duration) == (
+        "prod-write",
+        "agents-readonly",
+        2,
+        4 * 3600.0,
+    )
+    assert grant.requesters.groups == ("sre",) and grant.approvers.users == ("lead@example.com",)
+    assert config.admins.groups == ("platform-admins",)
+    assert config.state.sqlite == Path("state/l7proxy.db") and config.state.postgres is None
+
+
+def test_without_living_access_keys_the_defaults_hold(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE)
+    assert config.access_requests == () and config.admins.groups == ()
+    assert config.state.sqlite == Path("l7proxy-state.db")
+    assert config.limits.shutdown_grace == 30.0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "marker", "message"),
+    [
+        (
+            "    policy: agents-readonly\n",
+            "    policy: prod-admin\n",
+            "policy: prod-admin",
+            "access_requests[0].policy: unknown policy 'prod-admin' (known: agents-readonly)",
+        ),
+        (
+            "    max_duration: 4h\n",
+            "    max_duration: a while\n",
+            "max_duration",
+            "access_requests[0].max_duration: expected a duration like 30m, 4h or 1h30m, "
+            "got 'a while'",
+        ),
+        (
+            "    approvers: {users: [lead@example.com]}\n",
+            "    approvers: {users: []}\n",
+            "approvers",
+            "access_requests[0].approvers: names no one: expected non-empty users or groups",
+        ),
+        (
+            "state: {sqlite: state/l7proxy.db}\n",
+            'state: {sqlite: a.db, postgres: "postgresql://db/l7proxy"}\n',
+            "state:",
+            "state: names both sqlite and postgres; the state lives in one store",
+        ),
+        (
+            "state: {sqlite: state/l7proxy.db}\n",
+            'state: {postgres: "mysql://l7proxy:s3cret@db/l7proxy"}\n',
+            "state:",
+            "state.postgres: expected a postgresql:// URL (libpq's form)",  # no password shown
+        ),
+    ],
+)
+def test_living_access_mistakes_are_located(
+    tmp_path: Path, old: str, new: str, marker: str, message: str
+) -> None:
+    text = BASE + GRANTS.replace(old, new)
+    assert_error(tmp_path, text, marker, message)

@@ -1,4 +1,11 @@
-from l7proxy.pipeline.routing import LocalEndpoint, Misdirected, Route, connection_of_host, route
+from l7proxy.pipeline.routing import (
+    AgentRoute,
+    LocalEndpoint,
+    Misdirected,
+    Route,
+    connection_of_host,
+    route,
+)
 
 
 def test_connection_prefix_is_stripped_and_query_kept_for_the_cluster() -> None:
@@ -21,8 +28,13 @@ def test_gateway_endpoints_are_local() -> None:
     assert route("/metrics") is LocalEndpoint.METRICS
 
 
+def test_the_state_api_is_local_under_its_prefix() -> None:
+    for path in ("/l7proxy/v1/", "/l7proxy/v1/locks", "/l7proxy/v1/access-requests/r1/approve"):
+        assert route(path) is LocalEndpoint.STATE_API
+
+
 def test_anything_else_is_not_found() -> None:
-    for path in ("/", "/api/v1/pods", "/k8s/", "/k8s", "/healthz/x"):
+    for path in ("/", "/api/v1/pods", "/k8s/", "/k8s", "/healthz/x", "/l7proxy/v1", "/l7proxy/"):
         assert route(path) is LocalEndpoint.NOT_FOUND
 
 
@@ -90,3 +102,12 @@ def test_connection_of_host_is_one_label_before_the_suffix() -> None:
     assert connection_of_host(".k8s.example.com", SUFFIX) == ""
     assert connection_of_host("x.dev.k8s.example.com", SUFFIX) == ""
     assert connection_of_host("devk8s.example.com", SUFFIX) == ""
+
+
+def test_the_mcp_endpoint_and_its_metadata_route_by_connection() -> None:
+    assert route("/mcp/dev") == AgentRoute("dev")
+    assert route("/.well-known/oauth-protected-resource/mcp/dev") == AgentRoute("dev", True)
+    # before host routing: a host naming a connection does not send /mcp/ to its cluster
+    assert route("/mcp/dev", host="prod" + SUFFIX, host_suffix=SUFFIX) == AgentRoute("dev")
+    for path in ("/mcp/", "/mcp", "/mcp/dev/x", "/.well-known/oauth-protected-resource/mcp/"):
+        assert route(path) is LocalEndpoint.NOT_FOUND

@@ -99,7 +99,10 @@ async def test_get_missing_object_is_404_status_with_details(call: Call) -> None
 
 
 async def test_one_resource_version_counter_spans_all_kinds(call: Call) -> None:
-    first = (await call("POST", PODS, pod("a"))).json()["metadata"]["resourceVersion"]
+    namespace = {"metadata": {"name": "a"}}  # a kind no controller writes after
+    first = (await call("POST", "/api/v1/namespaces", namespace)).json()["metadata"][
+        "resourceVersion"
+    ]
     second = (await call("POST", CONFIGMAPS, {"metadata": {"name": "b"}})).json()
     assert int(second["metadata"]["resourceVersion"]) == int(first) + 1
     listed = (await call("GET", "/apis/apps/v1/deployments")).json()
@@ -296,8 +299,10 @@ async def test_deployment_reports_every_replica_ready(call: Call) -> None:
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "api"}}},
     }
     created = (await call("POST", DEPLOYMENTS, body)).json()
-    assert created["status"]["readyReplicas"] == 3
-    assert created["status"]["observedGeneration"] == created["metadata"]["generation"] == 1
+    assert "status" not in created  # the controller writes it after, as kube's does
+    current = (await call("GET", f"{DEPLOYMENTS}/api")).json()
+    assert current["status"]["readyReplicas"] == 3
+    assert current["status"]["observedGeneration"] == current["metadata"]["generation"] == 1
 
 
 async def test_scale_subresource_reads_and_patches_replicas(call: Call) -> None:
@@ -346,3 +351,60 @@ async def test_service_gets_a_cluster_ip(call: Call) -> None:
     created = (await call("POST", "/api/v1/namespaces/default/services", body)).json()
     assert created["spec"]["clusterIP"].startswith("10.96.")
     assert created["spec"]["type"] == "ClusterIP"
+
+
+async def test_a_dry_run_delete_in_delete_options_keeps_the_object(call: Call) -> None:
+    options = {"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}
+    assert (await call("DELETE", f"{PODS}/web-1", options)).json()["status"] == "Success"
+    assert (await call("GET", f"{PODS}/web-1")).status == 200
+    bad = await call("DELETE", f"{PODS}/web-1", {"dryRun": ["Some"]})
+    assert (bad.status, bad.json()["message"]) == (400, "unsupported dry run option: 'Some'")
+
+
+async def test_invalid_names_the_kind_and_carries_a_cause_per_field(call: Call) -> None:
+    body = {"metadata": {"name": "api"}, "spec": {"replicas": -1}}
+    response = await call("POST", DEPLOYMENTS, body)
+    assert response.status == 422
+    assert response.json()["message"] == (
+        'Deployment.apps "api" is invalid: spec.replicas: Invalid value: -1: '
+        "must be greater than or equal to 0"
+    )
+    assert response.json()["details"] == {
+        "name": "api",
+        "kind": "Deployment",
+        "group": "apps",
+        "causes": [
+            {
+                "reason": "FieldValueInvalid",
+                "message": "Invalid value: -1: must be greater than or equal to 0",
+                "field": "spec.replicas",
+            }
+        ],
+    }
+    two = {"metadata": {"name": "p"}, "spec": {"containers": [{}, {"name": "ok"}, {}]}}
+    listed = (await call("POST", PODS, two)).json()
+    assert listed["message"] == (
+        'Pod "p" is invalid: [spec.containers[0].name: Required value, '
+        "spec.containers[2].name: Required value]"
+    )
+    assert [c["field"] for c in listed["details"]["causes"]] == [
+        "spec.containers[0].name",
+        "spec.containers[2].name",
+    ]
+
+
+async def test_conflict_and_already_exists_carry_the_resource_in_details(call: Call) -> None:
+    body = {"metadata": {"name": "c"}}
+    await call("POST", CONFIGMAPS, body)
+    exists = (await call("POST", CONFIGMAPS, body)).json()
+    assert (exists["reason"], exists["details"]) == (
+        "AlreadyExists",
+        {"name": "c", "kind": "configmaps"},
+    )
+    stale = {"metadata": {"name": "c", "resourceVersion": "1"}, "data": {"a": "b"}}
+    conflict = (await call("PUT", f"{CONFIGMAPS}/c", stale)).json()
+    assert (conflict["code"], conflict["reason"], conflict["details"]) == (
+        409,
+        "Conflict",
+        {"name": "c", "kind": "configmaps"},
+    )

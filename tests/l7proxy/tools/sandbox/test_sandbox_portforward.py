@@ -390,7 +390,8 @@ async def test_unmasked_client_frames_close_the_tunnel(cluster: SandboxCluster) 
 @pytest.mark.parametrize(
     ("headers", "status", "message"),
     [
-        (WS_UPGRADE[:4], 400, "no tunneling spdy protocols provided"),
+        (WS_UPGRADE[:4], 400, 'query parameter "ports" is required'),
+        ([*WS_UPGRADE[:4], (b"sec-websocket-protocol", b"v5.channel.k8s.io")], 400, "supports"),
         ([*WS_UPGRADE[:2], *WS_UPGRADE[3:]], 426, "Sec-WebSocket-Version"),
     ],
 )

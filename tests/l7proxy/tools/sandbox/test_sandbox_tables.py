@@ -126,7 +126,13 @@ def test_age_is_printed_like_kubes_human_duration(seconds: int, shown: str) -> N
         (
             "/api/v1/namespaces/default/events",
             ["Last Seen", "Type", "Reason", "Object", "Message"],
-            ["0s", "Normal", "Started", "pod/web-1", "Started container app"],
+            [
+                "0s",
+                "Normal",
+                "Scheduled",
+                "pod/web-1",
+                "Successfully assigned default/web-1 to sandbox-node-1",
+            ],
         ),
     ],
 )

@@ -142,13 +142,47 @@ async def test_protobuf_create_body_from_a_typed_client_is_stored(call: Call) ->
 
 
 async def test_protobuf_body_of_an_undecoded_kind_is_415(call: Call) -> None:
-    type_meta = _field(1, b"v1") + _field(2, b"Pod")
+    type_meta = _field(1, b"v1") + _field(2, b"ServiceAccount")
     body = protobuf.MAGIC + _field(1, type_meta) + _field(2, b"")
     response = await call(
         "POST",
-        "/api/v1/namespaces/default/pods",
+        "/api/v1/namespaces/default/serviceaccounts",
         body,
         content_type="application/vnd.kubernetes.protobuf",
     )
     assert response.status == 415
-    assert "v1 Pod" in json.loads(response.body)["message"]
+    assert "v1 ServiceAccount" in json.loads(response.body)["message"]
+
+
+def test_protobuf_pod_decodes_without_the_empty_values_go_writes() -> None:
+    container = (
+        _field(1, b"dbg")
+        + _field(2, b"busybox")
+        + _field(3, b"sleep")
+        + _field(5, b"")  # workingDir: Go writes "", its JSON leaves it out
+        + _varint(16 << 3)
+        + _varint(1)  # stdin: true
+        + _varint(18 << 3)
+        + _varint(0)  # tty: false
+        + _field(20, b"File")
+    )
+    spec = _field(2, container) + _field(10, b"") + _varint(27 << 3) + _varint(1)
+    raw = _field(1, _field(1, b"copy")) + _field(2, spec)
+    type_meta = _field(1, b"v1") + _field(2, b"Pod")
+    assert protobuf.decode(protobuf.MAGIC + _field(1, type_meta) + _field(2, raw)) == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "copy"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "dbg",
+                    "image": "busybox",
+                    "command": ["sleep"],
+                    "stdin": True,
+                    "terminationMessagePolicy": "File",
+                }
+            ],
+            "shareProcessNamespace": True,
+        },
+    }
