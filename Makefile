@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?=
 
-.PHONY: install run test lint unit e2e bench clean postgresql sandbox-openapi
+.PHONY: install run test lint unit e2e bench soak clean postgresql sandbox-openapi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,13 @@ bench: install $(PEERS)/bin/mitmdump
 	fi
 	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+SOAK_ARGS ?=
+
+# Mixed kubectl traffic through the gateway (30 minutes unless SOAK_ARGS="--minutes N");
+# writes bench/SOAK.md and bench/results/soak.json. Not part of `make test`.
+soak: install
+	nice $(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

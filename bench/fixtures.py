@@ -245,10 +245,12 @@ def gateway_conf(
     issuer: str,
     workers: int,
     h1_upstream_port: int | None = None,
+    policies: list[dict[str, object]] | None = None,
 ) -> Path:
     """The gateway with OIDC, policy and a file audit sink; connection `bench` (or whatever
     `name` says) reaches the upstream with a static token, and with `h1_upstream_port`
-    connection `<name>-h1` reaches the HTTP/1.1-only upstream the same way."""
+    connection `<name>-h1` reaches the HTTP/1.1-only upstream the same way. `policies`
+    replace the one that lets group `bench-readers` read."""
     upstreams = {name: upstream_port}
     if h1_upstream_port is not None:
         upstreams[f"{name}-h1"] = h1_upstream_port
@@ -281,7 +283,8 @@ def gateway_conf(
             }
             for connection, upstream in upstreams.items()
         ],
-        "policies": [
+        "policies": policies
+        or [
             {
                 "name": f"{connection}-readers",
                 "groups": [GROUP],

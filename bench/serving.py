@@ -32,9 +32,9 @@ async def announce_and_serve(start: Start) -> None:
                 break
 
 
-def tls_listener(handle: Handle, cert: str, key: str) -> Start:
-    """A `Start` for l7proxy's own listener on a free loopback port, over TLS; it
-    announces {"port": N}."""
+def tls_listener(handle: Handle, cert: str, key: str, port: int = 0) -> Start:
+    """A `Start` for l7proxy's own listener on a loopback port (a free one by default),
+    over TLS; it announces {"port": N}."""
 
     async def start(nursery: trio.Nursery) -> dict[str, object]:
         bound = await nursery.start(
@@ -42,7 +42,7 @@ def tls_listener(handle: Handle, cert: str, key: str) -> Start:
                 serve,
                 handle,
                 host="127.0.0.1",
-                port=0,
+                port=port,
                 ssl_context=server_ssl_context(cert, key),
                 limits=Limits(),
             )

@@ -53,7 +53,9 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes
 
 def request_headers_for_upstream(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     """The caller's fields that may reach a cluster: everything end-to-end except
-    credentials, impersonation and proxy fields. `host` is left to the caller to set."""
+    credentials, impersonation and proxy fields. `host` is left to the caller to set, and
+    so is the body's framing: the gateway frames what it forwards itself, so the client's
+    `Content-Length` (like `Transfer-Encoding`) never reaches a cluster to disagree with it."""
     headers = list(headers)
     extra_hop = connection_tokens(headers)
     kept: Headers = []
@@ -63,6 +65,7 @@ def request_headers_for_upstream(headers: Iterable[tuple[bytes, bytes]]) -> Head
             lower in HOP_BY_HOP
             or lower in extra_hop
             or lower == b"host"
+            or lower == b"content-length"
             or lower == b"authorization"
             or lower.startswith(b"proxy-")
             or lower.startswith(IMPERSONATE_PREFIX)

@@ -3,6 +3,11 @@ offers it by ALPN, pooled HTTP/1.1 connections otherwise.
 
 Errors are mapped here, once, into `UpstreamError` with the kind that decides the
 gateway's answer (502 for a failed connection or protocol, 504 for a timeout).
+
+A pooled connection may have died while it sat idle (the cluster restarted, or closed idle
+keep-alive connections). One found closed before use is dropped unused; a request that
+meets the death anyway is sent once more, elsewhere, only if sending it twice cannot change
+anything (`_Replayed`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from urllib.parse import urlsplit
 
 import h2.errors
 import h11
+import structlog
 import trio
 
 from l7proxy.config.settings import Limits
@@ -28,6 +34,17 @@ _T = TypeVar("_T")
 _READ_SIZE = 64 * 1024
 # Idle HTTP/1.1 connections kept per cluster.
 MAX_IDLE_H1 = 32
+# Requests sent once more when the reused connection they went on fails before any byte of the
+# answer: the safe methods (RFC 9110 §9.2.1) without a body. PUT and DELETE are idempotent
+# by RFC 9110 §9.2.2, but not to a Kubernetes caller: a DELETE that reached the cluster
+# and is replayed answers 404 for an object it did delete, a PUT answers 409 for its own
+# resourceVersion, and a deletecollection replayed may remove objects created meanwhile.
+REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Methods whose request carries content by definition: HTTP/1.1 says its length even
+# when it is empty (RFC 9110 §8.6).
+_CONTENT_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+log = structlog.get_logger("l7proxy.upstream.pool")
 
 
 class UpstreamFailure(enum.Enum):
@@ -87,6 +104,11 @@ class _H2Request:
         self.stream = stream
         self._done = False
 
+    @property
+    def answered(self) -> bool:
+        """The cluster sent some of its answer (a response head)."""
+        return bool(self.stream.headers)
+
     async def send(self, data: bytes) -> None:
         try:
             await self.stream.send(data)
@@ -122,9 +144,17 @@ class _H2Request:
 
 
 class _H1Connection:
-    def __init__(self, transport: trio.abc.Stream) -> None:
+    def __init__(self, transport: TLSStream) -> None:
         self.transport = transport
         self.h11 = h11.Connection(h11.CLIENT)
+        self.received = 0  # bytes from the cluster, over every request on the connection
+
+    @property
+    def dropped(self) -> bool:
+        """Between requests: the cluster closed the connection or sent bytes nobody asked
+        for (close_notify, EOF, a stray response), so it cannot take a request."""
+        pending, closed = self.h11.trailing_data
+        return bool(pending) or closed or self.transport.has_unread_input()
 
     async def send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
@@ -135,7 +165,9 @@ class _H1Connection:
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
-                self.h11.receive_data(bytes(await self.transport.receive_some(_READ_SIZE)))
+                data = await self.transport.receive_some(_READ_SIZE)
+                self.received += len(data)
+                self.h11.receive_data(bytes(data))
                 continue
             return event  # type: ignore[return-value]
 
@@ -147,7 +179,13 @@ class _H1Request:
         self.conn = conn
         self._release = release
         self._done = False
+        self._received_before = conn.received
         self.head: tuple[int, Headers] | None = None  # already read (a refused upgrade)
+
+    @property
+    def answered(self) -> bool:
+        """The cluster sent some of its answer (any byte since this request began)."""
+        return self.conn.received > self._received_before
 
     async def send(self, data: bytes) -> None:
         if data:
@@ -198,6 +236,46 @@ class _H1Request:
             raise UpstreamError(UpstreamFailure.PROTOCOL, type(exc).__name__) from exc
 
 
+class _Replayed:
+    """A replayable request (`REPLAYABLE_METHODS`, no body) sent on a reused connection:
+    if it fails there before any byte of the answer, it is sent once more (`_send_again`)
+    and the second answer, or failure, is the one that counts."""
+
+    def __init__(
+        self, first: _H1Request | _H2Request, replay: Callable[[], Awaitable[UpstreamRequest]]
+    ) -> None:
+        self._current: UpstreamRequest = first
+        self._first: _H1Request | _H2Request | None = first
+        self._replay = replay
+
+    async def send(self, data: bytes) -> None:
+        await self._current.send(data)
+
+    async def end_body(self) -> None:
+        await self._current.end_body()
+
+    async def response_head(self) -> tuple[int, Headers]:
+        first = self._first
+        if first is None:
+            return await self._current.response_head()
+        self._first = None
+        try:
+            return await first.response_head()
+        except UpstreamError as exc:
+            if first.answered:
+                raise
+            log.debug("reused connection to the cluster failed; sending again", error=str(exc))
+        await first.aclose()
+        self._current = await self._replay()
+        return await self._current.response_head()
+
+    async def receive(self) -> bytes:
+        return await self._current.receive()
+
+    async def aclose(self) -> None:
+        await self._current.aclose()
+
+
 @dataclass(frozen=True, slots=True)
 class Switched:
     """A cluster's `101 Switching Protocols`: its headers and the raw stream after it."""
@@ -209,7 +287,7 @@ class Switched:
 class _SwitchedStream:
     """The cluster's bytes after a 101: what h11 had buffered, then the socket."""
 
-    def __init__(self, transport: trio.abc.Stream, pending: bytes) -> None:
+    def __init__(self, transport: TLSStream, pending: bytes) -> None:
         self.transport = transport
         self._pending = pending
 
@@ -249,15 +327,45 @@ class UpstreamPool:
         self._speaks_h2: bool | None = None
         self._idle_h1: list[_H1Connection] = []
         self._connect_lock = trio.Lock()
+        nursery.start_soon(self._close_idle_on_exit)
 
     async def request(
         self, method: str, target: str, headers: Headers, *, has_body: bool
     ) -> UpstreamRequest:
-        """Send a request head; the caller then streams the body and reads the response."""
-        path = self.origin.base_path + target
-        conn = self._ready_connection()
+        """Send a request head; the caller then streams the body and reads the response.
+
+        The body is framed by this pool (chunked, or HTTP/2 DATA frames), so `headers`
+        carry no framing of their own unless the gateway made the body (`exchange_whole`)."""
+        conn = await self._pooled_connection()
         if conn is None:
             conn = await self._in_connect_time(self._new_connection)
+            return await self._send_head(conn, method, target, headers, has_body=has_body)
+        if has_body or method not in REPLAYABLE_METHODS:
+            return await self._send_head(conn, method, target, headers, has_body=has_body)
+        replay = partial(self._send_again, method, target, headers)
+        try:
+            first = await self._send_head(conn, method, target, headers, has_body=False)
+        except UpstreamError as exc:
+            log.debug("reused connection to the cluster failed; sending again", error=str(exc))
+            return await replay()
+        return _Replayed(first, replay)
+
+    async def _send_again(self, method: str, target: str, headers: Headers) -> UpstreamRequest:
+        """Send a bodyless request that failed: on a new connection, or over HTTP/2 on the
+        pool's session if the failure was its stream's alone (a reset, not a lost session)."""
+        conn = await self._in_connect_time(self._new_connection)
+        return await self._send_head(conn, method, target, headers, has_body=False)
+
+    async def _send_head(
+        self,
+        conn: H2Session | _H1Connection,
+        method: str,
+        target: str,
+        headers: Headers,
+        *,
+        has_body: bool,
+    ) -> _H1Request | _H2Request:
+        path = self.origin.base_path + target
         if isinstance(conn, H2Session):
             fields = [
                 (b":method", method.encode()),
@@ -271,13 +379,19 @@ class UpstreamPool:
             except StreamClosedError as exc:
                 raise UpstreamError(UpstreamFailure.CONNECT, "HTTP/2 connection lost") from exc
             return _H2Request(stream)
-        fields = [(b"host", self.origin.authority), *headers]
-        if has_body and not any(k == b"content-length" for k, _ in headers):
-            fields.append((b"transfer-encoding", b"chunked"))
+        fields = [
+            (b"host", self.origin.authority),
+            *headers,
+            *_h1_framing(method, headers, has_body),
+        ]
         request = _H1Request(conn, self._release_h1)
-        await request._guard(conn.send(h11.Request(method=method, target=path, headers=fields)))
-        if not has_body:
-            await request.end_body()
+        try:
+            await request._guard(conn.send(h11.Request(method=method, target=path, headers=fields)))
+            if not has_body:
+                await request.end_body()
+        except BaseException:
+            await request.aclose()  # not complete: the connection is closed, not pooled
+            raise
         return request
 
     async def upgrade(
@@ -313,13 +427,17 @@ class UpstreamPool:
         await trio.aclose_forcefully(transport)
         raise UpstreamError(UpstreamFailure.PROTOCOL, "unexpected answer to the upgrade")
 
-    def _ready_connection(self) -> H2Session | _H1Connection | None:
+    async def _pooled_connection(self) -> H2Session | _H1Connection | None:
         """A connection that takes a request now: the HTTP/2 session or an idle HTTP/1.1
-        one (most requests; no timer needed)."""
+        one (most requests; no timer needed). Idle ones the cluster has dropped are closed
+        on the way; a closed HTTP/2 session is already gone (`_run_session`)."""
         if self._h2 is not None and self._h2.can_open_stream:
             return self._h2
-        if self._speaks_h2 is False and self._idle_h1:
-            return self._idle_h1.pop()
+        while self._speaks_h2 is False and self._idle_h1:
+            conn = self._idle_h1.pop()
+            if not conn.dropped:
+                return conn
+            await trio.aclose_forcefully(conn.transport)
         return None
 
     async def _in_connect_time(self, connect: Callable[[], Awaitable[_T]]) -> _T:
@@ -352,7 +470,7 @@ class UpstreamPool:
                 self._h2 = None
             await trio.aclose_forcefully(session.transport)
 
-    async def _dial(self, context: ssl.SSLContext) -> tuple[trio.abc.Stream, str | None]:
+    async def _dial(self, context: ssl.SSLContext) -> tuple[TLSStream, str | None]:
         try:
             tcp = await trio.open_tcp_stream(self.origin.host, self.origin.port)
         except OSError as exc:
@@ -375,12 +493,34 @@ class UpstreamPool:
         else:
             await trio.aclose_forcefully(conn.transport)
 
+    async def _close_idle_on_exit(self) -> None:
+        """Idle HTTP/1.1 connections end with the nursery that owns the pool, as HTTP/2
+        sessions do with their reader task there."""
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):  # each close is forceful: nothing waits
+                await self._close_idle_h1()
+
+    async def _close_idle_h1(self) -> None:
+        idle, self._idle_h1 = self._idle_h1, []
+        for conn in idle:
+            await trio.aclose_forcefully(conn.transport)
+
     async def aclose(self) -> None:
         if self._h2 is not None:
             await self._h2.close()
-        for conn in self._idle_h1:
-            await trio.aclose_forcefully(conn.transport)
-        self._idle_h1.clear()
+        await self._close_idle_h1()
+
+
+def _h1_framing(method: str, headers: Headers, has_body: bool) -> Headers:
+    """The framing fields of an HTTP/1.1 request: a forwarded body is chunked; only a body
+    the gateway made itself (`exchange_whole`) comes with its own length."""
+    if any(k == b"content-length" for k, _ in headers):
+        return []
+    if has_body:
+        return [(b"transfer-encoding", b"chunked")]
+    return [(b"content-length", b"0")] if method in _CONTENT_METHODS else []
 
 
 async def exchange_whole(

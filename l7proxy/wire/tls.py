@@ -20,6 +20,7 @@ to wait for the peer.
 from __future__ import annotations
 
 import contextlib
+import select
 import ssl
 from typing import Final
 
@@ -90,6 +91,23 @@ class TLSStream(trio.abc.Stream):
         """The SNI the client sent ("" without one), on a server-side context prepared
         with `record_server_name`."""
         return str(getattr(self._tls, _SERVER_NAME_ATTR, ""))
+
+    def has_unread_input(self) -> bool:
+        """The peer sent something not yet read: bytes, close_notify, or the end of the
+        connection (or this side closed or broke the stream). On a connection at rest
+        between requests, a sign it cannot take another."""
+        if (
+            self._closed
+            or self._broken
+            or self._eof
+            or self._incoming.pending
+            or self._tls.pending()
+        ):
+            return True
+        if not isinstance(self.transport, trio.SocketStream):
+            return False
+        readable, _, _ = select.select([self.transport.socket.fileno()], [], [], 0)
+        return bool(readable)
 
     async def do_handshake(self) -> None:
         """Complete the handshake; sending or receiving first does it implicitly."""

@@ -29,12 +29,10 @@ from moto.server import ThreadedMotoServer
 from moto.sts.models import STSBackend
 
 from l7proxy.config.loader import load_config
-from l7proxy.config.settings import Limits
 from l7proxy.runtime.server import run_gateway
 from l7proxy.tools.devissuer import DevIssuer
 from l7proxy.tools.sandbox import SandboxCluster
-from l7proxy.wire.listener import serve
-from tests.e2e.stack import CLUSTER_TOKEN, Stack, _closed_port, _tls_context
+from tests.e2e.stack import CLUSTER_TOKEN, ClusterListener, Stack, _closed_port, _tls_context
 from tests.l7proxy.upstream.eks.fakes import FakeSts
 
 ACCOUNT = "123456789012"
@@ -244,16 +242,8 @@ async def start_eks_stack(
         eks_sts_endpoint=moto.url,
         eks_cluster_name=CLUSTER_NAME,
     )
-    bound = await nursery.start(
-        partial(
-            serve,
-            cluster.handle,
-            host="127.0.0.1",
-            port=0,
-            ssl_context=_tls_context(leaf),
-            limits=Limits(),
-        )
-    )
+    listener = ClusterListener(cluster.handle, _tls_context(leaf), nursery)
+    await listener.start()
     denying = FakeSts()
     denying.error = (
         403,
@@ -265,7 +255,7 @@ async def start_eks_stack(
     config = eks_gateway_config(
         issuer=issuer.issuer,
         moto_url=moto.url,
-        sandbox_url=f"https://127.0.0.1:{bound[0][1]}",
+        sandbox_url=f"https://127.0.0.1:{listener.port}",
         ca_data=base64.b64encode(ca.cert_pem.bytes()).decode(),
         denying_sts=denying.url,
         limits={"upstream_connect_timeout": 5},
@@ -278,6 +268,7 @@ async def start_eks_stack(
         ca=ca,
         issuer=issuer,
         cluster=cluster,
+        cluster_listener=listener,
         gateway_url=f"https://127.0.0.1:{bound[0][1]}",
         audit_path=tmp / "audit.jsonl",
         moto=moto,

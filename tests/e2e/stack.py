@@ -35,11 +35,49 @@ HOST_SUFFIX = ".k8s.l7proxy.test"
 
 
 @dataclass
+class ClusterListener:
+    """The cluster's TLS listener. `restart` ends it, and every connection to it, and
+    listens again on the same port: a kube-apiserver restart as the gateway sees it."""
+
+    handle: Handle
+    ssl_context: ssl.SSLContext
+    nursery: trio.Nursery
+    port: int = 0
+    _scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    _stopped: trio.Event = field(default_factory=trio.Event)
+
+    async def start(self) -> None:
+        self._scope, self._stopped = trio.CancelScope(), trio.Event()
+        bound = await self.nursery.start(self._serve)
+        self.port = bound[0][1]
+
+    async def restart(self) -> None:
+        self._scope.cancel()
+        await self._stopped.wait()
+        await self.start()
+
+    async def _serve(self, task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
+        try:
+            with self._scope:
+                await serve(
+                    self.handle,
+                    host="127.0.0.1",
+                    port=self.port,
+                    ssl_context=self.ssl_context,
+                    limits=Limits(),
+                    task_status=task_status,
+                )
+        finally:
+            self._stopped.set()
+
+
+@dataclass
 class Stack:
     tmp: Path
     ca: trustme.CA
     issuer: DevIssuer
     cluster: SandboxCluster
+    cluster_listener: ClusterListener
     gateway_url: str
     audit_path: Path
     kubeconfigs: dict[str, Path] = field(default_factory=dict)
@@ -188,10 +226,12 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _tls_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+def _tls_context(
+    cert: trustme.LeafCert, alpn: Sequence[str] = ("h2", "http/1.1")
+) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_alpn_protocols(list(alpn))
     return context
 
 
@@ -209,6 +249,7 @@ async def start_stack(
     configure: Callable[[Config], Config] | None = None,
     in_process: bool = True,
     extra_policies: Sequence[Policy] = (),
+    cluster_alpn: Sequence[str] = ("h2", "http/1.1"),
 ) -> Stack:
     """The sandbox cluster (or `upstream` in its place), the issuer and the gateway.
 
@@ -216,7 +257,8 @@ async def start_stack(
     `audiences` to trust another OpenID provider than the development issuer; `configure`
     changes the loaded configuration (for settings the loader does not read yet), and
     `extra_policies` are added as built. Without `in_process`, the gateway is not started:
-    its configuration is in `gateway.yaml`."""
+    its configuration is in `gateway.yaml`. `cluster_alpn` is what the cluster offers the
+    gateway (HTTP/1.1 only, say)."""
     leaf = ca.issue_cert("127.0.0.1", "localhost", "*" + HOST_SUFFIX)
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "gateway.pem"))
@@ -228,17 +270,11 @@ async def start_stack(
     cluster = SandboxCluster(
         tokens={CLUSTER_TOKEN: GATEWAY_USER}, rbac=cluster_rbac, version=cluster_version
     )
-    bound = await nursery.start(
-        partial(
-            serve,
-            upstream or cluster.handle,
-            host="127.0.0.1",
-            port=0,
-            ssl_context=_tls_context(leaf),
-            limits=Limits(),
-        )
+    listener = ClusterListener(
+        upstream or cluster.handle, _tls_context(leaf, cluster_alpn), nursery
     )
-    cluster_port = bound[0][1]
+    await listener.start()
+    cluster_port = listener.port
     (tmp / "cluster-token").write_text(CLUSTER_TOKEN + "\n")
 
     config = {
@@ -305,6 +341,7 @@ async def start_stack(
         ca=ca,
         issuer=issuer,
         cluster=cluster,
+        cluster_listener=listener,
         gateway_url=gateway_url,
         audit_path=tmp / "audit.jsonl",
     )

@@ -17,6 +17,7 @@ _NEVER_FORWARDED = (
     b"connection",
     b"keep-alive",
     b"transfer-encoding",
+    b"content-length",  # the gateway frames what it forwards itself
     b"upgrade",
     b"te",
     b"host",

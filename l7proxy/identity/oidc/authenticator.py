@@ -130,9 +130,26 @@ class Authenticator:
             raise AuthenticationError(exc.reason) from exc
         if verified.result.expires_at > self._wall_clock():  # not cached inside the leeway
             self._cache[digest] = verified
+            self._drop_expired()
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return verified.result
+
+    @property
+    def cached_tokens(self) -> int:
+        """Verified tokens held in the cache."""
+        return len(self._cache)
+
+    def _drop_expired(self) -> None:
+        """Drop expired results from the least recently used end, as long as it has them:
+        clients that bring a new token every few minutes (short-lived agent tokens) keep
+        the live ones cached, not `cache_size` dead ones."""
+        now = self._wall_clock()
+        while self._cache:
+            oldest = next(iter(self._cache.values()))
+            if oldest.result.expires_at > now:
+                return
+            self._cache.popitem(last=False)
 
     async def _verify(self, token: str) -> _Verified:
         issuer = peek_issuer(token)

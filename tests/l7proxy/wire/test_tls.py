@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -225,6 +225,37 @@ async def test_an_eof_without_close_notify_ends_the_stream_quietly() -> None:
         await client.transport.aclose()  # no close_notify
         assert await server.receive_some() == b"cut"
         assert await server.receive_some() == b""
+
+
+async def _close_notify(peer: TLSStream) -> None:
+    await peer.aclose()
+
+
+async def _bare_eof(peer: TLSStream) -> None:
+    await peer.transport.aclose()
+
+
+async def _stray_bytes(peer: TLSStream) -> None:
+    await peer.send_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+
+
+@pytest.mark.parametrize("peer_does", [_close_notify, _bare_eof, _stray_bytes])
+async def test_a_stream_at_rest_has_unread_input_once_its_peer_closes_or_writes(
+    peer_does: Callable[[TLSStream], Awaitable[None]],
+) -> None:
+    """What the upstream pool asks of an idle connection before it reuses it."""
+    async with connected_pair() as (server, client):
+        await server.send_all(b"answer")
+        assert await client.receive_some() == b"answer"
+        assert not client.has_unread_input()
+        await peer_does(server)
+        assert client.has_unread_input()
+
+
+async def test_a_closed_stream_has_unread_input_so_it_is_never_reused() -> None:
+    async with connected_pair() as (_, client):
+        await client.aclose()
+        assert client.has_unread_input()
 
 
 async def test_use_after_close_is_a_closed_resource() -> None:

@@ -156,6 +156,18 @@ async def test_cache_is_a_bounded_lru(
     assert verifications == [one, two, three, two]
 
 
+async def test_expired_tokens_leave_the_cache_as_new_ones_arrive(
+    issuer: DevIssuer, provider: Provider, wall_clock: WallClock
+) -> None:
+    """A client with a fresh short-lived token every few minutes: the cache holds the live
+    tokens, not every token it ever saw, up to `cache_size` (the soak mints one per call)."""
+    auth = Authenticator([provider], wall_clock=wall_clock)
+    for _ in range(50):
+        await auth.authenticate(issuer.mint("agent", now=wall_clock.now, expires_in=60))
+        wall_clock.now += 20
+    assert auth.cached_tokens == 3  # minted 0, 20 and 40 s ago; the older ones expired
+
+
 async def test_provider_down_keeps_last_good_keys(
     server_context: SSLContext,
     ca_file: Path,

@@ -1,0 +1,680 @@
+"""`make soak`: mixed kubectl traffic through the gateway for a long while, per minute.
+
+    .venv/bin/python bench/soak.py [--minutes 30] [--workers 1] [--keep]
+
+Starts the sandbox cluster and the gateway (`l7proxy serve`, OIDC + policy + file audit)
+as processes, and a development OIDC issuer in this one; then a few clients run the real
+kubectl against the gateway until the time is up: gets, watches that come and go, execs,
+port-forwards, annotations (writes the watches see), short-lived tokens that expire under a
+watch, an IdP key rotation (later one that drops the old keys) and a cluster restart on the
+same port. Each minute it records the kubectl operations and their outcomes, the gateway's
+requests and 5xx answers (from its audit log), its error log lines, and the RSS and open
+file descriptors of its processes (from /proc). Writes bench/results/soak.json and
+bench/SOAK.md. Every process it starts is stopped on exit.
+
+An outcome is *expected* when the run made it so (a cluster restart in progress, a token
+that was let expire); anything else that fails is *unexpected*, with a sample of messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import ssl
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, NoReturn
+
+import fixtures
+import procs
+import trio
+
+from l7proxy.tools.demo import demo_policies
+from l7proxy.tools.devissuer import DevIssuer
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PYTHON = ROOT / ".venv" / "bin" / "python"
+L7PROXY = ROOT / ".venv" / "bin" / "l7proxy"
+KUBECTL = "/usr/bin/kubectl"
+CONNECTION = "soak"
+AGENT = ("agent@example.com", ("ai-agents-readonly",))
+ADMIN = ("admin@example.com", ("platform-admins",))
+KUBECTL_TIMEOUT = 60.0
+SHORT_TOKEN = 20.0  # lifetime of the tokens let expire under a watch, in seconds
+TOKEN_LEEWAY = 30.0  # the gateway still accepts a token this long past its `exp`
+RESTART_GRACE = 2.0  # after the restarted cluster answers: failures are unexpected again
+SAMPLE_LIMIT = 30  # unexpected failure messages kept
+MINUTE = 60.0
+
+
+@dataclass
+class Minute:
+    """What one minute of the run saw."""
+
+    index: int
+    operations: Counter[str] = field(default_factory=Counter)
+    expected: Counter[str] = field(default_factory=Counter)
+    unexpected: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    errors_5xx: int = 0
+    unexpected_5xx: int = 0  # answered outside a cluster restart
+    error_log_lines: int = 0
+    rss_mib: float = 0.0
+    fds: int = 0
+    events: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "minute": self.index,
+            "operations": sum(self.operations.values()),
+            "by_kind": dict(self.operations),
+            "unexpected": sum(self.unexpected.values()),
+            "unexpected_by_kind": dict(self.unexpected),
+            "expected": sum(self.expected.values()),
+            "expected_by_reason": dict(self.expected),
+            "gateway_requests": self.requests,
+            "gateway_5xx": self.errors_5xx,
+            "gateway_5xx_unexpected": self.unexpected_5xx,
+            "gateway_error_log_lines": self.error_log_lines,
+            "rss_mib": round(self.rss_mib, 1),
+            "open_fds": self.fds,
+            "events": self.events,
+        }
+
+
+class Failure(Exception):
+    """An operation did not do what it should."""
+
+
+class Soak:
+    def __init__(self, minutes: float, workers: int, tmp: Path, processes: procs.Processes):
+        self.minutes = minutes
+        self.workers = workers
+        self.tmp = tmp
+        self.procs = processes
+        self.certs = fixtures.make_certs(tmp)
+        self.tls = ssl.create_default_context(cafile=str(self.certs.ca))
+        self.issuer = DevIssuer()
+        self.ports: dict[str, int] = {}
+        self.gateway: subprocess.Popen[bytes] | None = None
+        self.cluster: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.end = 0.0
+        self.log: list[Minute] = []
+        self.samples: list[str] = []
+        # While the cluster is being restarted (and RESTART_GRACE after), failures are
+        # expected; `restarts` counts restarts so a watch can tell one happened under it.
+        self.restarting = False
+        self.restart_done_at = -1.0
+        self.restarts = 0
+        self.restart_windows: list[tuple[float, float]] = []  # wall clock, grace included
+        self.baseline = (0.0, 0)  # gateway RSS (MiB) and open fds before any traffic
+        self._audit_offset = 0
+        self._gateway_log_offset = 0
+
+    # -- the stack ------------------------------------------------------------------------
+    async def start(self, nursery: trio.Nursery) -> None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.certs.cert), str(self.certs.key))
+        await nursery.start(partial(self.issuer.serve, host="127.0.0.1", ssl_context=context))
+        self.ports["gateway"] = procs.free_port()
+        await trio.to_thread.run_sync(self._start_cluster, 0)
+        config = fixtures.gateway_conf(
+            self.tmp,
+            CONNECTION,
+            port=self.ports["gateway"],
+            upstream_port=self.ports["cluster"],
+            issuer=self.issuer.issuer,
+            workers=self.workers,
+            policies=demo_policies(CONNECTION),
+        )
+        self.gateway = self.procs.start(
+            "gateway", [str(L7PROXY), "serve", "--config", str(config)], cwd=self.tmp
+        )
+        await trio.to_thread.run_sync(self._wait_for_gateway)
+
+    def _start_cluster(self, port: int) -> None:
+        self.cluster = self.procs.start(
+            "sandbox",
+            [str(PYTHON), str(BENCH / "sandbox_server.py"), "--cert", str(self.certs.cert),
+             "--key", str(self.certs.key), "--token", fixtures.CLUSTER_TOKEN,
+             "--port", str(port)],
+            pipe_stdout=True,
+        )  # fmt: skip
+        self.ports["cluster"] = int(str(procs.read_json_line(self.cluster, 30)["port"]))
+
+    def _wait_for_gateway(self) -> None:
+        log = self.tmp / "gateway.log"
+        gateway = self.gateway
+        assert gateway is not None
+
+        def ready() -> bool:
+            if gateway.poll() is not None:
+                raise RuntimeError(f"the gateway exited: {log.read_text()[-2000:]}")
+            port = self.ports["gateway"]
+            return procs.https_get(port, "/readyz", self.tls)[0] == 200
+
+        procs.wait_until(ready, 30, "the gateway")
+
+    # -- outcomes -------------------------------------------------------------------------
+    @property
+    def minute_count(self) -> int:
+        return max(1, round(self.minutes))
+
+    @property
+    def minute(self) -> Minute:
+        """The minute now; what ends after the last one counts in the last one."""
+        index = int((trio.current_time() - self.started) // MINUTE)
+        return self._minute_at(min(index, self.minute_count - 1))
+
+    def _minute_at(self, index: int) -> Minute:
+        while len(self.log) <= index:
+            self.log.append(Minute(len(self.log)))
+        return self.log[index]
+
+    def _expected_now(self) -> str | None:
+        if self.restarting or trio.current_time() < self.restart_done_at + RESTART_GRACE:
+            return "cluster restart"
+        return None
+
+    async def run_op(self, kind: str, op: Callable[[], Awaitable[str | None]]) -> None:
+        """Run one operation: it returns None (done), or why its failure was expected;
+        it raises `Failure` for anything else."""
+        restarts = self.restarts
+        try:
+            with trio.fail_after(KUBECTL_TIMEOUT * 2):
+                reason = await op()
+        except (Failure, trio.TooSlowError) as exc:
+            reason = self._expected_now() or (
+                "cluster restart" if self.restarts != restarts else None
+            )
+            if reason is None:
+                minute = self.minute
+                minute.unexpected[kind] += 1
+                if len(self.samples) < SAMPLE_LIMIT:
+                    elapsed = trio.current_time() - self.started
+                    self.samples.append(f"{elapsed:7.1f}s {kind}: {str(exc)[:300]}")
+        minute = self.minute
+        minute.operations[kind] += 1
+        if reason is not None:
+            minute.expected[reason] += 1
+
+    # -- kubectl --------------------------------------------------------------------------
+    async def kubeconfig(
+        self, name: str, who: tuple[str, tuple[str, ...]], lifetime: float
+    ) -> Path:
+        """Client `name`'s kubeconfig, its token file holding a freshly minted token (signed
+        with the issuer's current key). kubectl itself writes the kubeconfig, once."""
+        home = self.tmp / "clients" / name
+        path = home / "kubeconfig"
+        token_file = home / "token"
+        if not path.exists():
+            home.mkdir(parents=True)
+            server = f"https://127.0.0.1:{self.ports['gateway']}/k8s/{CONNECTION}"
+            for args in (
+                (
+                    "set-cluster",
+                    "gw",
+                    f"--server={server}",
+                    f"--certificate-authority={self.certs.ca}",
+                ),
+                ("set", f"users.{name}.tokenFile", str(token_file)),
+                ("set-context", "ctx", "--cluster=gw", f"--user={name}"),
+                ("use-context", "ctx"),
+            ):
+                argv = [KUBECTL, "--kubeconfig", str(path), "config", *args]
+                await trio.run_process(argv, capture_stdout=True, check=True)
+        fresh = home / "token.new"
+        fresh.write_text(self.issuer.mint(who[0], groups=who[1], expires_in=lifetime))
+        fresh.replace(token_file)
+        return path
+
+    @staticmethod
+    def argv(kubeconfig: Path, *args: str) -> list[str]:
+        cache = kubeconfig.parent / "cache"
+        return ["nice", KUBECTL, "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args]
+
+    @staticmethod
+    def env(kubeconfig: Path) -> dict[str, str]:
+        return {**os.environ, "HOME": str(kubeconfig.parent)}
+
+    async def kubectl(self, kubeconfig: Path, *args: str, stdin: bytes = b"") -> bytes:
+        """kubectl's stdout; `Failure` with its stderr when it fails."""
+        with trio.move_on_after(KUBECTL_TIMEOUT) as scope:
+            result = await trio.run_process(
+                self.argv(kubeconfig, *args),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                stdin=stdin,
+                env=self.env(kubeconfig),
+            )
+        if scope.cancelled_caught:
+            raise Failure(f"kubectl {' '.join(args)}: no answer within {KUBECTL_TIMEOUT:g}s")
+        if result.returncode != 0:
+            raise Failure(f"kubectl {' '.join(args)}: {result.stderr.decode(errors='replace')}")
+        return bytes(result.stdout)
+
+    # -- the clients ----------------------------------------------------------------------
+    async def _until_end(
+        self, pause: tuple[float, float], step: Callable[[], Awaitable[None]]
+    ) -> None:
+        while trio.current_time() < self.end:
+            await step()
+            await trio.sleep(random.uniform(*pause))
+
+    async def getter(self, name: str) -> None:
+        reads = [
+            ("get", "pods", "-A", "-o", "name"),
+            ("get", "jobs", "-A"),
+            ("get", "services", "-A"),
+            ("get", "configmaps", "-n", "default", "-o", "json"),
+            ("get", "namespaces"),
+            ("get", "events", "-n", "default"),
+            ("auth", "can-i", "list", "pods"),
+        ]
+
+        async def step() -> None:
+            args = random.choice(reads)
+
+            async def op() -> None:
+                out = await self.kubectl(await self.kubeconfig(name, AGENT, 600), *args)
+                if not out.strip():
+                    raise Failure(f"kubectl {' '.join(args)}: empty output")
+
+            await self.run_op("get", op)
+
+        await self._until_end((0.3, 1.0), step)
+
+    async def writer(self) -> None:
+        count = 0
+
+        async def step() -> None:
+            nonlocal count
+            count += 1
+
+            async def op() -> None:
+                kc = await self.kubeconfig("writer", ADMIN, 600)
+                await self.kubectl(kc, "annotate", "pod", "web-1", f"soak={count}", "--overwrite")
+
+            await self.run_op("annotate", op)
+
+        await self._until_end((2.0, 4.0), step)
+
+    async def watcher(self) -> None:
+        async def step() -> None:
+            await self.run_op("watch", partial(self._watch, random.uniform(5, 40)))
+
+        await self._until_end((0.5, 2.0), step)
+
+    async def _watch(self, seconds: float) -> None:
+        """A watch that must still be open (and have listed the pods) after `seconds`."""
+        kc = await self.kubeconfig("watcher", AGENT, 600)
+        out = await self._run_for(kc, seconds, "get", "pods", "-n", "default", "-w")
+        if b"web-1" not in out:
+            raise Failure("the watch did not list web-1")
+
+    async def _run_for(self, kc: Path, seconds: float, *args: str) -> bytes:
+        """Run a kubectl that should keep running for `seconds`, then stop it; its stdout.
+        `Failure` if it ended before."""
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    self.argv(kc, *args),
+                    env=self.env(kc),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    check=False,
+                )
+            )
+            out = bytearray()
+            err = bytearray()
+            assert process.stdout is not None and process.stderr is not None
+            nursery.start_soon(_collect, process.stdout, out)
+            nursery.start_soon(_collect, process.stderr, err)
+            with trio.move_on_after(seconds) as running:
+                await process.wait()
+            process.terminate()
+        if not running.cancelled_caught:
+            raise Failure(
+                f"kubectl {' '.join(args)} ended after less than {seconds:.0f}s "
+                f"(exit {process.returncode}): {err.decode(errors='replace')[-300:]}"
+            )
+        return bytes(out)
+
+    async def expiring_watcher(self) -> None:
+        async def step() -> None:
+            await self.run_op("token expiry", self._watch_until_expiry)
+
+        await self._until_end((10.0, 20.0), step)
+
+    async def _watch_until_expiry(self) -> str | None:
+        """A watch on a token about to expire ends when it does (not before, not much
+        later), and the token is then refused with 401."""
+        kc = await self.kubeconfig("expiring", AGENT, SHORT_TOKEN)
+        started = trio.current_time()
+        argv = self.argv(kc, "get", "pods", "-n", "default", "-w")
+        with trio.move_on_after(SHORT_TOKEN + 30) as scope:
+            result = await trio.run_process(
+                argv, capture_stdout=True, capture_stderr=True, check=False, env=self.env(kc)
+            )
+        if scope.cancelled_caught:
+            raise Failure("a watch outlived its token by 30 s")
+        lived = trio.current_time() - started
+        if lived < SHORT_TOKEN - 2 or b"web-1" not in result.stdout:
+            raise Failure(
+                f"a watch on a {SHORT_TOKEN:g}s token ended after {lived:.1f}s: "
+                f"{result.stderr.decode(errors='replace')[-300:]}"
+            )
+        # Past `exp` by the gateway's clock-skew leeway and the second `exp` is counted in.
+        await trio.sleep_until(started + SHORT_TOKEN + TOKEN_LEEWAY + 2)
+        refused = await trio.run_process(
+            self.argv(kc, "get", "pods", "-n", "default"),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=self.env(kc),
+        )
+        if refused.returncode == 0 or b"Unauthorized" not in refused.stderr:
+            raise Failure(f"an expired token was not refused: {refused.stderr[-300:]!r}")
+        return "token expired"
+
+    async def executor(self) -> None:
+        count = 0
+
+        async def step() -> None:
+            nonlocal count
+            count += 1
+            word = f"soak-{count}"
+
+            async def op() -> None:
+                kc = await self.kubeconfig("exec", ADMIN, 600)
+                out = await self.kubectl(kc, "exec", "web-1", "--", "echo", word)
+                if out.strip() != word.encode():
+                    raise Failure(f"exec echoed {out[:100]!r}, not {word!r}")
+
+            await self.run_op("exec", op)
+
+        await self._until_end((2.0, 5.0), step)
+
+    async def forwarder(self) -> None:
+        async def step() -> None:
+            await self.run_op("port-forward", self._port_forward)
+
+        await self._until_end((5.0, 10.0), step)
+
+    async def _port_forward(self) -> None:
+        """`kubectl port-forward pod/web-1`, and 100 kB echoed back through it."""
+        kc = await self.kubeconfig("forward", ADMIN, 600)
+        failure: Failure | None = None
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    self.argv(kc, "port-forward", "pod/web-1", ":8080"),
+                    env=self.env(kc),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    check=False,
+                )
+            )
+            try:
+                await self._echo_through(process)
+            except Failure as exc:
+                failure = exc  # raised outside the nursery: no exception group
+            finally:
+                process.terminate()
+        if failure is not None:
+            raise failure
+
+    @staticmethod
+    async def _echo_through(process: trio.Process) -> None:
+        assert process.stdout is not None
+        out = b""
+        with trio.move_on_after(KUBECTL_TIMEOUT) as scope:
+            while b"Forwarding from 127.0.0.1:" not in out:
+                data = await process.stdout.receive_some()
+                if not data:
+                    raise Failure("port-forward ended before it listened")
+                out += data
+            port = int(out.split(b"Forwarding from 127.0.0.1:")[1].split(b" ")[0])
+            conn = await trio.open_tcp_stream("127.0.0.1", port)
+            async with conn:
+                payload = os.urandom(100_000)
+                await conn.send_all(payload)
+                echoed = b""
+                while len(echoed) < len(payload):
+                    data = await conn.receive_some()
+                    if not data:
+                        raise Failure(f"port-forward echoed {len(echoed)} of {len(payload)} bytes")
+                    echoed += data
+                if echoed != payload:
+                    raise Failure("port-forward echoed other bytes")
+        if scope.cancelled_caught:
+            raise Failure("port-forward did not echo within the time allowed")
+
+    # -- the run's events -----------------------------------------------------------------
+    async def events(self) -> None:
+        """A key rotation at 30% of the run, a cluster restart at 50%, and a rotation that
+        drops the old keys at 70%."""
+        total = self.end - self.started
+        for at, what in ((0.3, "rotate"), (0.5, "restart"), (0.7, "rotate, drop old keys")):
+            await trio.sleep_until(self.started + total * at)
+            if what == "restart":
+                await self.restart_cluster()
+            else:
+                kid = self.issuer.rotate(drop_old=what.endswith("keys"))
+                self.minute.events.append(f"IdP key {what} ({kid})")
+
+    async def restart_cluster(self) -> None:
+        self.restarting = True
+        self.restarts += 1
+        started = trio.current_time()
+        self.restart_windows.append((time.time(), math.inf))
+        cluster = self.cluster
+        assert cluster is not None
+        await trio.to_thread.run_sync(self.procs.stop, cluster)
+        await trio.to_thread.run_sync(self._start_cluster, self.ports["cluster"])
+        self.restarting = False
+        self.restart_done_at = trio.current_time()
+        self.restart_windows[-1] = (self.restart_windows[-1][0], time.time() + RESTART_GRACE)
+        took = self.restart_done_at - started
+        self.minute.events.append(f"cluster restart ({took:.1f}s down)")
+
+    # -- per-minute readings --------------------------------------------------------------
+    async def sampler(self) -> None:
+        """Gateway readings at the start and at the end of each minute."""
+        self.baseline = self._readings()
+        for index in range(self.minute_count):
+            await trio.sleep_until(self.started + (index + 1) * MINUTE)
+            self._fill(self._minute_at(index))
+
+    def _readings(self) -> tuple[float, int]:
+        assert self.gateway is not None
+        rss = fds = 0
+        for pid in procs.tree(self.gateway.pid):
+            try:
+                rss += procs.rss_kib(pid)
+                fds += len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                continue
+        return rss / 1024, fds
+
+    def _fill(self, minute: Minute) -> None:
+        minute.rss_mib, minute.fds = self._readings()
+        with (self.tmp / f"audit-{CONNECTION}.jsonl").open("rb") as audit:
+            audit.seek(self._audit_offset)
+            data = audit.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._audit_offset += len(complete)
+        for line in complete.splitlines():
+            event = json.loads(line)
+            if "type" in event:
+                continue  # session events: the request they belong to is counted
+            minute.requests += 1
+            if int(event.get("status") or 0) >= 500:
+                minute.errors_5xx += 1
+                ts = datetime.datetime.fromisoformat(event["ts"]).timestamp()
+                if not any(start <= ts <= end for start, end in self.restart_windows):
+                    minute.unexpected_5xx += 1
+        with (self.tmp / "gateway.log").open("rb") as log:
+            log.seek(self._gateway_log_offset)
+            data = log.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._gateway_log_offset += len(complete)
+        minute.error_log_lines += sum(
+            1 for line in complete.splitlines() if b'"level": "error"' in line
+        )
+
+    # -- the run --------------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        async with trio.open_nursery() as nursery:
+            await self.start(nursery)
+            self.started = trio.current_time()
+            self.end = self.started + self.minute_count * MINUTE
+            async with trio.open_nursery() as clients:
+                clients.start_soon(self.sampler)
+                clients.start_soon(self.events)
+                for name in ("getter-1", "getter-2"):
+                    clients.start_soon(self.getter, name)
+                for client in (
+                    self.writer,
+                    self.watcher,
+                    self.expiring_watcher,
+                    self.executor,
+                    self.forwarder,
+                ):
+                    clients.start_soon(client)
+            nursery.cancel_scope.cancel()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        minutes = [self._minute_at(i).as_json() for i in range(self.minute_count)]
+        warm = minutes[min(2, len(minutes) - 1)]
+        return {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "minutes": self.minutes,
+            "workers": self.workers,
+            "cpus": os.cpu_count(),
+            "kubectl": subprocess.run(
+                [KUBECTL, "version", "--client", "-o", "json"],
+                capture_output=True,
+                check=False,
+            ).stdout.decode(),
+            "start": {"rss_mib": round(self.baseline[0], 1), "open_fds": self.baseline[1]},
+            "totals": {
+                "operations": sum(m["operations"] for m in minutes),
+                "unexpected": sum(m["unexpected"] for m in minutes),
+                "expected": sum(m["expected"] for m in minutes),
+                "gateway_requests": sum(m["gateway_requests"] for m in minutes),
+                "gateway_5xx": sum(m["gateway_5xx"] for m in minutes),
+                "gateway_5xx_unexpected": sum(m["gateway_5xx_unexpected"] for m in minutes),
+                "gateway_error_log_lines": sum(m["gateway_error_log_lines"] for m in minutes),
+                "rss_mib_after_warmup": warm["rss_mib"],
+                "rss_mib_max": max(m["rss_mib"] for m in minutes),
+                "rss_mib_last": minutes[-1]["rss_mib"],
+                "open_fds_max": max(m["open_fds"] for m in minutes),
+                "open_fds_last": minutes[-1]["open_fds"],
+            },
+            "per_minute": minutes,
+            "unexpected_samples": self.samples,
+        }
+
+
+async def _collect(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
+    while data := await stream.receive_some():
+        into += data
+
+
+def write_markdown(result: dict[str, Any], path: Path) -> None:
+    totals = result["totals"]
+    lines = [
+        "# Soak",
+        "",
+        f"`make soak` on {result['date']}: {result['minutes']:g} minutes of mixed kubectl "
+        f"traffic through the gateway (`workers: {result['workers']}`, {result['cpus']} "
+        "shared CPUs, everything under `nice`) in front of the sandbox cluster. "
+        "Written by bench/soak.py; the figures are in bench/results/soak.json.",
+        "",
+        f"- kubectl operations: {totals['operations']}, **unexpected failures: "
+        f"{totals['unexpected']}**, expected ones: {totals['expected']} "
+        "(a cluster restart under way, tokens let expire)",
+        f"- gateway requests: {totals['gateway_requests']}, of them 5xx: "
+        f"{totals['gateway_5xx']} ({totals['gateway_5xx_unexpected']} outside the cluster "
+        f"restart and the {RESTART_GRACE:g} s after it); error lines in the gateway's log: "
+        f"{totals['gateway_error_log_lines']}",
+        f"- gateway RSS: {result['start']['rss_mib']} MiB at start, "
+        f"{totals['rss_mib_after_warmup']} MiB after warm-up (minute 2), "
+        f"{totals['rss_mib_max']} MiB at most, {totals['rss_mib_last']} MiB at the end",
+        f"- open file descriptors: {result['start']['open_fds']} at start, "
+        f"{totals['open_fds_max']} at most, {totals['open_fds_last']} at the end",
+        "",
+        "| minute | operations | unexpected | expected | gateway requests | 5xx (unexpected) "
+        "| error log lines | RSS MiB | open fds | events |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m in result["per_minute"]:
+        lines.append(
+            f"| {m['minute']} | {m['operations']} | {m['unexpected']} | {m['expected']} | "
+            f"{m['gateway_requests']} | {m['gateway_5xx']} ({m['gateway_5xx_unexpected']}) | "
+            f"{m['gateway_error_log_lines']} | "
+            f"{m['rss_mib']} | {m['open_fds']} | {'; '.join(m['events'])} |"
+        )
+    if result["unexpected_samples"]:
+        lines += ["", "Unexpected failures (first ones):", ""]
+        lines += ["- `" + s.replace("`", "'") + "`" for s in result["unexpected_samples"]]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _terminate(signum: int, _frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--output", type=Path, default=BENCH, help="where SOAK.md and results/ are written"
+    )
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="l7proxy-soak-"))
+    processes = procs.Processes(tmp)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = trio.run(Soak(args.minutes, args.workers, tmp, processes).run)
+    finally:
+        processes.stop_all()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    (args.output / "results").mkdir(parents=True, exist_ok=True)
+    (args.output / "results" / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_markdown(result, args.output / "SOAK.md")
+    totals = result["totals"]
+    print(
+        f"soak: {totals['operations']} operations, {totals['unexpected']} unexpected failures, "
+        f"RSS {result['start']['rss_mib']} -> {totals['rss_mib_last']} MiB, "
+        f"fds {result['start']['open_fds']} -> {totals['open_fds_last']}"
+    )
+    return 1 if totals["unexpected"] or totals["gateway_5xx_unexpected"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
