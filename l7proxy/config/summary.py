@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from l7proxy.config.settings import Config, Connection, Provider, StaticConnection
+from policy.access import format_duration
 
 
 def summarize(config: Config) -> str:
@@ -59,6 +60,7 @@ def summarize(config: Config) -> str:
         lines.append("  none: every request is denied")
     audit = config.audit
     lines.append(f"audit: sink {audit.sink}; recordings {audit.recordings_dir or 'off'}")
+    lines += _describe_living_access(config)
     limits = config.limits
     lines.append(
         "limits: "
@@ -111,3 +113,30 @@ def _describe_connection(connection: Connection) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _describe_living_access(config: Config) -> list[str]:
+    """The state store (a PostgreSQL URL is not shown: it may carry a password), the admins
+    and the grants that access requests may ask for."""
+    state = config.state
+    where = (
+        "PostgreSQL (URL not shown)"
+        if state.postgres
+        else f"SQLite {config.source.parent / state.sqlite}"
+    )
+    admins = config.admins
+    lines = [
+        f"state: {where}",
+        f"admins: groups [{', '.join(admins.groups)}], users [{', '.join(admins.users)}]",
+        f"access requests ({len(config.access_requests)}):",
+    ]
+    for grant in config.access_requests:
+        asking, approving = grant.requesters, grant.approvers
+        longest = format_duration(grant.max_duration)
+        lines.append(
+            f"  {grant.name}: policy {grant.policy} for up to {longest};"
+            f" requested by groups [{', '.join(asking.groups)}], users [{', '.join(asking.users)}];"
+            f" {_count(grant.min_approvals, 'approval')} from groups"
+            f" [{', '.join(approving.groups)}], users [{', '.join(approving.users)}]"
+        )
+    return lines

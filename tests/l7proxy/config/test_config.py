@@ -1728,3 +1728,17 @@ def test_living_access_mistakes_are_located(
 ) -> None:
     text = BASE + GRANTS.replace(old, new)
     assert_error(tmp_path, text, marker, message)
+
+
+def test_check_config_summarizes_the_state_store_admins_and_grants(tmp_path: Path) -> None:
+    text = BASE + GRANTS.replace("state: {sqlite: state/l7proxy.db}\n", "")
+    lines = summarize(load(tmp_path, text)).splitlines()
+    assert f"state: SQLite {tmp_path / 'l7proxy-state.db'}" in lines
+    assert "admins: groups [platform-admins], users []" in lines
+    assert (
+        "  prod-write: policy agents-readonly for up to 4h; requested by groups [sre], users [];"
+        " 2 approvals from groups [], users [lead@example.com]"
+    ) in lines
+    postgres = BASE + 'state: {postgres: "postgresql://gw:s3cret@db/l7proxy"}\n'
+    summary = summarize(load(tmp_path, postgres))
+    assert "state: PostgreSQL (URL not shown)" in summary and "s3cret" not in summary
