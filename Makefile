@@ -41,7 +41,7 @@ lint: install
 unit: install postgresql
 	$(BIN)/pytest -q -m "not e2e"
 
-e2e: install $(OIDC_PROVIDER)
+e2e: install $(OIDC_PROVIDER) postgresql
 	$(BIN)/pytest -q -m e2e
 
 test: lint $(OIDC_PROVIDER) postgresql
