@@ -64,10 +64,13 @@ def lift_hint(live: Live, who: Identity, connection: str, attributes: Attributes
     return f" (request it: l7proxy request create --grant {grant} --reason TEXT --duration 30m)"
 
 
-def _why_end(view: StateView) -> Callable[[OpenStream], str]:
+def _why_end(view: StateView, *, changed: bool) -> Callable[[OpenStream], str]:
+    """Why a stream must end now. Locks are only placed by a change of the store, so they
+    are looked up when it `changed`; grants also end by the clock, so they always are."""
+
     def why(stream: OpenStream) -> str:
         try:
-            if view.locks_for(stream.identity, stream.connection):
+            if changed and view.locks_for(stream.identity, stream.connection):
                 return "lock"
         except StoreUnavailable:
             pass  # an outage refuses new requests; it does not cut what runs
@@ -82,8 +85,8 @@ async def enforce_on_streams(view: StateView, shutdown: Shutdown) -> None:
     """End the open streams that a new lock matches or whose grant has ended, on every
     change of the store and every `RECHECK_INTERVAL`."""
     seen = view.revision
-    why = _why_end(view)
     while True:
+        previous = seen
         with trio.move_on_after(RECHECK_INTERVAL):
             seen = await view.wait_for_change(seen)
-        shutdown.end_where(why)
+        shutdown.end_where(_why_end(view, changed=seen != previous))
