@@ -38,13 +38,26 @@ def _parse_frame(text: str) -> Frame:
     return Frame(match["function"], match["file"], int(match["line"]))
 
 
-def read_stacks(path: Path) -> list[tuple[list[Frame], int]]:
-    stacks = []
+def is_idle_wait(frames: list[Frame]) -> bool:
+    """A trio worker thread parked on its lock between jobs. py-spy counts a lock wait with
+    a timeout as active, but the thread uses no CPU there (its /proc counters stay still
+    under load): these samples are left out."""
+    leaf = frames[-1]
+    return leaf.function == "WorkerThread._work" and leaf.file.endswith("_thread_cache.py")
+
+
+def read_stacks(path: Path) -> tuple[list[tuple[list[Frame], int]], int]:
+    """The stacks with their sample counts, and the count of idle-wait samples left out."""
+    stacks, idle = [], 0
     for row in path.read_text().splitlines():
         frames, _, count = row.rpartition(" ")
         if frames and count.isdigit():
-            stacks.append(([_parse_frame(f) for f in frames.split(";")], int(count)))
-    return stacks
+            parsed = [_parse_frame(f) for f in frames.split(";")]
+            if is_idle_wait(parsed):
+                idle += int(count)
+            else:
+                stacks.append((parsed, int(count)))
+    return stacks, idle
 
 
 def _reached_from(frames: list[Frame]) -> str:
@@ -62,10 +75,10 @@ def summarise(path: Path, top: int = 15) -> dict[str, object]:
     """Self time by function (with its hottest line), inclusive time of the project's own
     functions (leaving out entry points present in every sample), and self time by
     package; percentages of all (non-idle) samples."""
-    stacks = read_stacks(path)
+    stacks, idle = read_stacks(path)
     total = sum(count for _, count in stacks)
     if not total:
-        return {"samples": 0, "self": [], "inclusive": [], "packages": []}
+        return {"samples": 0, "idle": idle, "self": [], "inclusive": [], "packages": []}
     self_time: Counter[tuple[str, str]] = Counter()
     lines: Counter[tuple[str, str, int]] = Counter()
     inclusive: Counter[tuple[str, str]] = Counter()
@@ -94,6 +107,7 @@ def summarise(path: Path, top: int = 15) -> dict[str, object]:
 
     return {
         "samples": total,
+        "idle": idle,
         "self": [
             {
                 "function": function,

@@ -241,6 +241,15 @@ PROFILE_TITLES = {
 }
 
 
+def _idle_note(idle: int) -> str:
+    if not idle:
+        return ""
+    return (
+        f" ({idle:,} more, of trio's worker thread parked on its lock, are left out: py-spy "
+        "counts that wait as active, but the thread's CPU counters stay still)"
+    )
+
+
 def _profile_section(name: str, profile: dict[str, Any], top: int) -> list[str]:
     out = [f"### {PROFILE_TITLES[name]}", ""]
     if not profile.get("samples"):
@@ -254,7 +263,7 @@ def _profile_section(name: str, profile: dict[str, Any], top: int) -> list[str]:
     out += [
         f"py-spy {profile['rate']} Hz for {profile['seconds']} s on one gateway worker (pid "
         f"{profile['pid']}) under `{profile['load']}`; {profile['samples']:,} non-idle "
-        f"samples.{flame}",
+        f"samples{_idle_note(profile.get('idle', 0))}.{flame}",
         "",
         "Self time by function (where the CPU actually is):",
         "",
