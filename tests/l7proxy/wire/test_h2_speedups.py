@@ -101,3 +101,15 @@ def test_installed_frame_descriptions_are_hyperframes_own() -> None:
         == before
         == ("DataFrame(stream_id=3, flags=['END_STREAM']): <hex:78787878787878787878...>")
     )
+
+
+def test_installed_hpack_codes_without_debug_lines(caplog: pytest.LogCaptureFixture) -> None:
+    encoder, decoder = hpack.Encoder(), hpack.Decoder()
+    h2_speedups.install(encoder)
+    h2_speedups.install(encoder)  # idempotent: wrapped once
+    assert not isinstance(getattr(hpack.hpack.log, "_logger", None), h2_speedups.QuietDebugLogger)
+    headers = [(b":status", b"200"), (b"content-type", b"application/json")]
+    with caplog.at_level("DEBUG", logger="hpack"):
+        assert decoder.decode(encoder.encode(headers), raw=True) == headers
+    assert [r for r in caplog.records if r.name.startswith("hpack")] == []
+    assert hpack.hpack.log.name == "hpack.hpack"  # the rest is the real logger's
