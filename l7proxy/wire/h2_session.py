@@ -28,6 +28,7 @@ import hyperframe.frame
 import trio
 
 from l7proxy.wire import h2_speedups
+from l7proxy.wire.h2_goaway import GoAway, GoawaySplitter
 from l7proxy.wire.h2_guard import (
     HARD_STREAM_FACTOR,
     HEAD_TIMEOUT,
@@ -266,6 +267,8 @@ class H2Session:
         self.closed = False
         self.goaway_received = False
         self.goaway_sent = False
+        # A client keeps a server's GOAWAY from h2, which would refuse the streams it spares.
+        self._goaways = GoawaySplitter(self.conn.max_inbound_frame_size) if client_side else None
         self._max_streams = max_concurrent_streams
         self._max_header_bytes = max_header_bytes
         self._head_timeout = head_timeout
@@ -407,14 +410,19 @@ class H2Session:
     ) -> H2Failure | None:
         """Feed `data` to h2 and act on its events; the failure that ends the connection,
         if the data brought one."""
+        goaways: list[GoAway] = []
+        if self._goaways is not None:
+            data, goaways = self._goaways.feed(data)
         try:
-            events = self.conn.receive_data(data)
+            events = self.conn.receive_data(data) if data else []
         except h2.exceptions.ProtocolError as exc:
             return protocol_failure(exc)
         for event in events:
             self._dispatch(event, nursery, on_request)
             if self._resets.exhausted:
                 return TOO_MANY_RESETS
+        for goaway in goaways:
+            self._on_goaway(goaway.last_stream_id)
         return None
 
     async def _fail(self, failure: H2Failure) -> None:
@@ -466,16 +474,20 @@ class H2Session:
             case h2.events.WindowUpdated():
                 self.window_opened.fire()
             case h2.events.ConnectionTerminated():
-                self.goaway_received = True
-                # h2 sends nothing after a GOAWAY. A client's streams up to the last one
-                # named may still be answered by the server; a server's streams are done.
-                last = (event.last_stream_id or 0) if self.client_side else 0
-                for sid, stream in list(self.streams.items()):
-                    if sid > last:
-                        stream._on_reset(int(h2.errors.ErrorCodes.REFUSED_STREAM))
-                self.window_opened.fire()  # wake senders: their streams may be gone
+                # h2 sends nothing after a GOAWAY it saw: a server's streams are done (a
+                # client's GOAWAY frames are taken aside before h2, see `_receive`).
+                self._on_goaway(0)
             case _:
                 pass
+
+    def _on_goaway(self, last_stream_id: int) -> None:
+        """No new streams; those above `last_stream_id` were never processed by the peer
+        (refused, so a request on one may be sent again), the others go on."""
+        self.goaway_received = True
+        for sid, stream in list(self.streams.items()):
+            if sid > last_stream_id:
+                stream._on_reset(int(h2.errors.ErrorCodes.REFUSED_STREAM))
+        self.window_opened.fire()  # wake senders: their streams may be gone
 
     def _on_request(
         self,

@@ -23,7 +23,7 @@ from l7proxy.runtime.server import run_gateway
 from l7proxy.tools.demo import demo_policies
 from l7proxy.tools.devissuer import DevIssuer
 from l7proxy.tools.sandbox import SandboxCluster
-from l7proxy.wire.listener import Handle, serve
+from l7proxy.wire.listener import Handle, ListenerControl, serve
 from policy.model import Policy, Rule
 
 KUBECTL = "/usr/bin/kubectl"
@@ -37,7 +37,9 @@ HOST_SUFFIX = ".k8s.l7proxy.test"
 @dataclass
 class ClusterListener:
     """The cluster's TLS listener. `restart` ends it, and every connection to it, and
-    listens again on the same port: a kube-apiserver restart as the gateway sees it."""
+    listens again on the same port: a kube-apiserver restart as the gateway sees it.
+    `hand_over` is a graceful one: the old server stops accepting and sends GOAWAY but
+    finishes its open streams, while a new one listens on the same port."""
 
     handle: Handle
     ssl_context: ssl.SSLContext
@@ -45,10 +47,12 @@ class ClusterListener:
     port: int = 0
     _scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     _stopped: trio.Event = field(default_factory=trio.Event)
+    _control: ListenerControl | None = None
 
     async def start(self) -> None:
         self._scope, self._stopped = trio.CancelScope(), trio.Event()
-        bound = await self.nursery.start(self._serve)
+        self._control = ListenerControl(self.ssl_context)
+        bound = await self.nursery.start(self._serve, self._scope, self._control, self._stopped)
         self.port = bound[0][1]
 
     async def restart(self) -> None:
@@ -56,19 +60,37 @@ class ClusterListener:
         await self._stopped.wait()
         await self.start()
 
-    async def _serve(self, task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
+    async def hand_over(self) -> None:
+        assert self._control is not None
+        self._control.draining.set()
+        with trio.fail_after(5):
+            while True:  # the old listening socket closes once draining is seen
+                try:
+                    await self.start()
+                    return
+                except OSError:
+                    await trio.sleep(0.01)
+
+    async def _serve(
+        self,
+        scope: trio.CancelScope,
+        control: ListenerControl,
+        stopped: trio.Event,
+        task_status: trio.TaskStatus[list[tuple[str, int]]],
+    ) -> None:
         try:
-            with self._scope:
+            with scope:
                 await serve(
                     self.handle,
                     host="127.0.0.1",
                     port=self.port,
                     ssl_context=self.ssl_context,
                     limits=Limits(),
+                    control=control,
                     task_status=task_status,
                 )
         finally:
-            self._stopped.set()
+            stopped.set()
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Pooled connections to the cluster that die while idle (a restarted cluster, a dropped
 connection): the next requests are answered, not refused with 502, and a request that
-may have reached the cluster is never sent to it twice."""
+may have reached the cluster is never sent to it twice. A cluster that goes away
+gracefully (HTTP/2 GOAWAY) still finishes the streams it has."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import trio
 import trustme
 
 from l7proxy.wire.exchange import Exchange
-from tests.e2e.stack import kubectl, start_stack
+from tests.e2e.stack import kubectl, start_kubectl, start_stack, wait_for_event
 
 ADMIN = ("platform-admins",)
 PODS = "/api/v1/namespaces/default/pods"
@@ -42,6 +43,32 @@ async def test_requests_after_the_cluster_restarts_are_answered_without_a_502(
         assert result.returncode == 0, result.stderr.decode()
         assert json.loads(result.stdout)["kind"] == "PodList"
     assert [e["status"] for e in stack.audit_events() if e["path"].endswith(PODS)] == [200] * 8
+
+
+async def test_a_watch_outlives_the_clusters_graceful_goaway_while_new_requests_go_to_its_successor(
+    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path
+) -> None:
+    """As kube-apiserver shuts down gracefully (or rebalances with --goaway-chance): GOAWAY
+    NO_ERROR on the gateway's HTTP/2 connection, the watch on it goes on."""
+    stack = await start_stack(nursery, ca, tmp_path)
+    admin = stack.kubeconfig(stack.token("admin-1", ADMIN))
+    async with trio.open_nursery() as clients:
+        watch = await start_kubectl(clients, admin, "get", "pods", "-w", "--no-headers")
+        seen = b""
+        with trio.fail_after(30):
+            while seen.count(b"\n") < 2:  # the list: the watch starts after it
+                seen += await watch.stdout.receive_some()
+            for name in ("before-goaway", "after-goaway"):  # the first: the watch is open
+                if name == "after-goaway":
+                    await stack.cluster_listener.hand_over()
+                await kubectl(admin, "run", name, "--image=nginx", check=True)
+                while name.encode() not in seen:
+                    seen += await watch.stdout.receive_some()
+        assert watch.returncode is None  # still streaming
+        watch.kill()
+    event = await wait_for_event(stack, lambda e: e["verb"] == "watch")
+    assert event["status"] == 200 and event["ended_by"] == "client"
+    assert [e["status"] for e in stack.audit_events() if e["verb"] == "create"] == [201, 201]
 
 
 class _DroppingCluster:

@@ -187,3 +187,36 @@ async def test_a_sender_waiting_for_window_learns_that_its_stream_was_reset(
             await trio.testing.wait_all_tasks_blocked()
             arrived.set()
     assert [f.stream_id for f in failures] == [stream.id]
+
+
+async def test_a_graceful_goaway_lets_the_client_finish_the_streams_it_spares(
+    nursery: trio.Nursery,
+) -> None:
+    """As Go's server (kube-apiserver) shuts down or rebalances: GOAWAY NO_ERROR naming the
+    open stream, then the rest of that stream's answer. h2 alone would refuse it."""
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = H2Session(server_end, client_side=False)
+    client = H2Session(client_end, client_side=True)
+    go_on = trio.Event()
+
+    async def answer_after_goaway(stream: H2Stream) -> None:
+        await stream.send_headers([(b":status", b"200")])
+        await stream.send(b"before ")
+        await stream.session.announce_goaway()
+        await go_on.wait()
+        await stream.send(b"after")
+        await stream.end()
+
+    await server.start()
+    await client.start()
+    nursery.start_soon(server.run, answer_after_goaway)
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        stream = await client.open_stream(_request(), end_stream=True)
+        await stream.head_received.wait()
+        while not client.goaway_received:
+            await client.window_opened.wait()
+        assert not client.can_open_stream  # no new streams on it
+        go_on.set()
+        assert await _read_all(stream) == b"before after"
+    assert not client.closed and client.failure is None
