@@ -16,7 +16,6 @@ from typing import Any
 import trio
 
 from l7proxy import __version__
-from l7proxy.config.settings import Provider
 from l7proxy.identity.oidc.authenticator import Authenticated
 from l7proxy.mcp.calls import CallContext, call_tool
 from l7proxy.mcp.catalog import TOOLS
@@ -49,9 +48,8 @@ class HttpError(Exception):
 class McpEndpoint:
     """The gateway's `AgentEndpoint`: MCP for every connection, as each caller."""
 
-    def __init__(self, gateway: Gateway, providers: tuple[Provider, ...], *, scheme: str) -> None:
+    def __init__(self, gateway: Gateway, *, scheme: str) -> None:
         self.gateway = gateway
-        self.issuers = list(dict.fromkeys(p.issuer for p in providers))
         self.scheme = scheme
         self.sessions = SessionTable()
 
@@ -74,7 +72,8 @@ class McpEndpoint:
             return
         document = {
             "resource": self.resource(exchange, connection),
-            "authorization_servers": self.issuers,
+            # The providers in force now: a reload may have changed them.
+            "authorization_servers": list(self.gateway.live.authenticator.issuers),
             "bearer_methods_supported": ["header"],
             "resource_name": f'l7proxy MCP endpoint for Kubernetes connection "{connection}"',
         }

@@ -124,7 +124,7 @@ class Server:
             live, audit=audit, metrics=metrics, state_api=state[0], state_view=state[1]
         )
         scheme = "https" if config.listen.tls else "http"
-        self.gateway.agents = McpEndpoint(self.gateway, config.providers, scheme=scheme)
+        self.gateway.agents = McpEndpoint(self.gateway, scheme=scheme)
         self.bound: list[tuple[str, int]] = []
         metrics.reloaded(successful=True)
 

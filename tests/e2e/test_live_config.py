@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
@@ -171,6 +172,28 @@ async def test_sighup_tightens_policies_for_new_requests_while_earlier_streams_g
         assert await echoes(shell, b"after broken reloads\n")
         await close_process(shell)  # its stdin closed, cat ends
         watch.kill()
+
+
+async def test_sighup_changes_the_authorization_servers_the_mcp_endpoint_names(
+    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path
+) -> None:
+    stack = await start_stack(nursery, ca, tmp_path, in_process=False)
+    metadata_path = "/.well-known/oauth-protected-resource/mcp/dev"
+    async with gateway_process(nursery, stack) as gateway:
+        _, _, before = await curl(stack, metadata_path)
+        path = stack.tmp / "gateway.yaml"
+        config = yaml.safe_load(path.read_text())
+        second = "https://sso.example.com/realms/agents"
+        config["identity"]["providers"].append(
+            {"name": "agents-sso", "issuer": second, "audiences": ["l7proxy"]}
+        )
+        path.write_text(yaml.safe_dump(config))
+        mark = len(gateway.log)
+        gateway.signal(signal.SIGHUP)
+        await gateway.wait_for_log("configuration reloaded", after=mark)
+        _, _, after = await curl(stack, metadata_path)
+    assert json.loads(before)["authorization_servers"] == [stack.issuer.issuer]
+    assert json.loads(after)["authorization_servers"] == [stack.issuer.issuer, second]
 
 
 class HeldResponses:

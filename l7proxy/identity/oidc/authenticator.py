@@ -100,6 +100,11 @@ class Authenticator:
         self._cache: OrderedDict[bytes, _Verified] = OrderedDict()
 
     @property
+    def issuers(self) -> tuple[str, ...]:
+        """The configured providers' issuers, in the configuration's order."""
+        return tuple(self._providers)
+
+    @property
     def keys_fetched(self) -> bool:
         """Every provider's signing keys have been fetched at least once (readiness)."""
         return all(keys.cached is not None for keys in self._providers.values())
