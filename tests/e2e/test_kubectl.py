@@ -166,3 +166,14 @@ async def test_unreachable_cluster_is_a_bad_gateway(stack: Stack) -> None:
     assert "cannot connect to the cluster" in result.stderr.decode()
     event = await wait_for_event(stack, lambda e: e["connection"] == "down")
     assert (event["decision"], event["status"]) == ("error", 502)
+
+
+async def test_kubectl_pages_a_list_with_chunk_size(stack: Stack) -> None:
+    """kubectl follows `continue` through the gateway, one object per page."""
+    reader = stack.kubeconfig(stack.token("agent-7", READER), name="reader")
+    whole = await kubectl(reader, "get", "pods", "-o", "name")
+    paged = await kubectl(reader, "get", "pods", "-o", "name", "--chunk-size=1")
+    assert paged.returncode == 0, paged.stderr.decode()
+    assert paged.stdout == whole.stdout == b"pod/web-1\npod/web-2\n"
+    lists = [e for e in stack.audit_events() if e["verb"] == "list" and e["resource"] == "pods"]
+    assert len(lists) == 3  # the whole list, then two pages (the second via `continue`)

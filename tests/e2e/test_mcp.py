@@ -101,6 +101,9 @@ async def test_list_get_logs_and_events_read_the_cluster(stack: Stack) -> None:
         pods = await _call(session, "list_resources", resource="po", label_selector="app=web")
         everywhere = await _call(session, "list_resources", resource="namespaces")
         one = await _call(session, "list_resources", resource="pods", limit=1)
+        two = await _call(
+            session, "list_resources", resource="pods", limit=1, **{"continue": one["continue"]}
+        )
         as_yaml = await _call(session, "get_resource", resource="pods", name="web-1")
         as_json = await _call(session, "get_resource", resource="Pod", name="web-1", format="json")
         logs = await _call(session, "pod_logs", pod="web-1", tail_lines=1)
@@ -108,7 +111,9 @@ async def test_list_get_logs_and_events_read_the_cluster(stack: Stack) -> None:
     names = sorted(item["metadata"]["name"] for item in pods["items"])
     assert names == ["web-1", "web-2"] and pods["kind"] == "Pod" and not pods["truncated"]
     assert "default" in [item["metadata"]["name"] for item in everywhere["items"]]
-    assert one["count"] == 1 and (one["continue"] or one["truncated"])  # a page, and more
+    assert one["count"] == 1 and one["continue"] and not one["truncated"]  # a page, and more
+    assert [i["metadata"]["name"] for i in one["items"] + two["items"]] == ["web-1", "web-2"]
+    assert two["continue"] == ""  # the last page
     assert "name: web-1" in as_yaml["manifest"] and as_yaml["format"] == "yaml"
     assert json.loads(as_json["manifest"])["metadata"]["name"] == "web-1"
     assert len(logs["text"].splitlines()) == 1 and not logs["truncated"]

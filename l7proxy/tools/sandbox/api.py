@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from l7proxy.tools.sandbox import logs, protobuf
+from l7proxy.tools.sandbox.paging import page
 from l7proxy.tools.sandbox.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from l7proxy.tools.sandbox.portforward import serve_portforward
 from l7proxy.tools.sandbox.resources import UPGRADE_SUBRESOURCES, ResourceType, lookup
@@ -85,11 +86,11 @@ def _media_type(exchange: Exchange) -> str:
     return raw.decode("latin-1").partition(";")[0].strip().lower()
 
 
-def _list(rtype: ResourceType, items: list[Obj], resource_version: int) -> Obj:
+def _list(rtype: ResourceType, items: list[Obj], metadata: Obj) -> Obj:
     return {
         "kind": f"{rtype.kind}List",
         "apiVersion": rtype.api_version,
-        "metadata": {"resourceVersion": str(resource_version)},
+        "metadata": metadata,
         "items": items,
     }
 
@@ -316,19 +317,25 @@ class ResourceApi:
         tables = self._table_format(exchange, target, params)
         if target.name:
             obj = self._store.get(target.rtype, target.namespace or "", target.name)
-            objects, rv = [obj], obj["metadata"]["resourceVersion"]
+            objects = [obj]
+            metadata: Obj = {"resourceVersion": obj["metadata"]["resourceVersion"]}
             result = _view(target, obj)
         else:
-            objects = self._store.list(
-                target.rtype, target.namespace, self._selector(target, params)
+            listed = page(
+                self._store.list(target.rtype, target.namespace, self._selector(target, params)),
+                params,
             )
-            rv = str(self._store.resource_version)
-            result = _list(target.rtype, objects, self._store.resource_version)
+            objects = listed.items
+            metadata = listed.metadata(
+                str(self._store.resource_version),
+                count_remaining=not (params.get("labelSelector") or params.get("fieldSelector")),
+            )
+            result = _list(target.rtype, objects, metadata)
         if tables is None:
             await respond(exchange, 200, encode(result))
             return
         doc = table(
-            target.rtype, objects, now=self._clock(), include=tables.include, resource_version=rv
+            target.rtype, objects, now=self._clock(), include=tables.include, metadata=metadata
         )
         await respond(exchange, 200, encode(doc), TABLE)
 
@@ -352,7 +359,7 @@ class ResourceApi:
                     )
                     for o in doomed
                 ]
-                return 200, _list(rtype, gone, store.resource_version)
+                return 200, _list(rtype, gone, {"resourceVersion": str(store.resource_version)})
             raise method_not_allowed()
         assert namespace is not None  # parse_target never names an object across namespaces
         if method == "DELETE" and not target.subresource:

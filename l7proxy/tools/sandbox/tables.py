@@ -263,16 +263,17 @@ def table(
     *,
     now: float,
     include: str,
-    resource_version: str,
+    metadata: dict[str, Any],
     columns: bool = True,
 ) -> Obj:
-    """A Table of `objects`. Watch events after the first leave `columns` out, as kube does:
-    kubectl reuses the definitions it already has."""
+    """A Table of `objects` with the list's `metadata` (resourceVersion, and `continue`
+    for a page). Watch events after the first leave `columns` out, as kube does: kubectl
+    reuses the definitions it already has."""
     definitions, cells = _LAYOUTS.get(rtype.key, ([_NAME, _AGE], _default_cells))
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version},
+        "metadata": metadata,
         "columnDefinitions": definitions if columns else [],
         "rows": [_row(o, cells, now, include) for o in objects],
     }

@@ -67,7 +67,7 @@ async def serve_watch(exchange: Exchange, store: Store, req: WatchRequest) -> No
                     [obj],
                     now=req.tables.clock(),
                     include=req.tables.include,
-                    resource_version=obj["metadata"]["resourceVersion"],
+                    metadata={"resourceVersion": obj["metadata"]["resourceVersion"]},
                     columns=first,
                 )
             first = False
