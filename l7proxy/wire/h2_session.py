@@ -60,6 +60,11 @@ _RECEIVE_MAX: Final = 256 * 1024
 # further bytes are read and dropped (closing with unread bytes makes the kernel send a
 # TCP reset, which can destroy the GOAWAY before the peer reads it). Go's server waits 1 s.
 _GOAWAY_LINGER: Final = 1.0
+# How many closed streams h2 remembers the end of, to tell a late frame on a stream reset
+# a moment ago (answered with RST_STREAM) from a protocol error. h2 keeps 65,536, about
+# 7 MiB on one long-lived session (the one to a cluster): a slow climb for hours. A late
+# frame comes within a round trip, long before this many more streams have closed.
+CLOSED_STREAMS_REMEMBERED: Final = 4096
 
 
 class StreamClosedError(Exception):
@@ -235,6 +240,14 @@ class H2Stream:
 OnRequest = Callable[[H2Stream], Awaitable[None]]
 
 
+class _Connection(h2.connection.H2Connection):
+    """h2's state machine, remembering the ends of the last `remembered` closed streams."""
+
+    def __init__(self, config: h2.config.H2Configuration, remembered: int) -> None:
+        self.MAX_CLOSED_STREAMS = remembered  # read by h2's __init__
+        super().__init__(config)
+
+
 class H2Session:
     """Drives an `h2` state machine over `transport`. `run` is the only reader; any task
     may send, serialised by one lock so frames leave in the order h2 produced them."""
@@ -247,6 +260,7 @@ class H2Session:
         max_concurrent_streams: int = 250,
         max_header_bytes: int = 64 * 1024,
         head_timeout: float = math.inf,
+        closed_streams_remembered: int = CLOSED_STREAMS_REMEMBERED,
     ) -> None:
         """`head_timeout` (server side) bounds the wait for the client's preface and
         SETTINGS, then for each request header block once it has begun."""
@@ -255,10 +269,11 @@ class H2Session:
         # Outbound fields are not validated again (a sixth of h2's coding time): each was
         # validated on the way in (h11, or h2's inbound checks) or written by the gateway,
         # and hop-by-hop fields are dropped before they get here. Normalisation stays on.
-        self.conn = h2.connection.H2Connection(
+        self.conn = _Connection(
             h2.config.H2Configuration(
                 client_side=client_side, header_encoding=None, validate_outbound_headers=False
-            )
+            ),
+            closed_streams_remembered,
         )
         h2_speedups.install(self.conn.encoder)
         self.streams: dict[int, H2Stream] = {}

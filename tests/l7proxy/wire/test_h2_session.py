@@ -187,3 +187,25 @@ async def test_a_sender_waiting_for_window_learns_that_its_stream_was_reset(
             await trio.testing.wait_all_tasks_blocked()
             arrived.set()
     assert [f.stream_id for f in failures] == [stream.id]
+
+
+async def test_a_long_lived_session_remembers_a_bounded_number_of_closed_streams() -> None:
+    """h2 would keep the end of its last 65,536 streams; a session keeps `remembered`."""
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = H2Session(server_end, client_side=False, closed_streams_remembered=16)
+    client = H2Session(client_end, client_side=True, closed_streams_remembered=16)
+    async with trio.open_nursery() as nursery:
+        await server.start()
+        await client.start()
+        nursery.start_soon(server.run, _echo)
+        nursery.start_soon(client.run)
+        for _ in range(100):
+            stream = await client.open_stream(_request(), end_stream=True)
+            assert await _read_all(stream) == b""
+        with trio.fail_after(5):
+            while server.streams:
+                await server.streams_changed.wait()
+        assert client.conn.highest_outbound_stream_id == 199  # all 100 on this session
+        for session in (client, server):
+            assert len(session.conn._closed_streams) <= 16
+        nursery.cancel_scope.cancel()
