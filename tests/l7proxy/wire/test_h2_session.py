@@ -3,6 +3,8 @@ resets and GOAWAY."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import AsyncIterator
 
 import pytest
@@ -209,3 +211,26 @@ async def test_a_long_lived_session_remembers_a_bounded_number_of_closed_streams
         for session in (client, server):
             assert len(session.conn._closed_streams) <= 16
         nursery.cancel_scope.cancel()
+
+
+async def test_a_finished_session_is_freed_without_the_cyclic_collector() -> None:
+    """h2's connection refers to itself; left so, only a (rare) full collection frees it."""
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = H2Session(server_end, client_side=False)
+    client = H2Session(client_end, client_side=True)
+    async with trio.open_nursery() as nursery:
+        await server.start()
+        await client.start()
+        nursery.start_soon(server.run, _echo)
+        nursery.start_soon(client.run)
+        stream = await client.open_stream(_request(), end_stream=True)
+        assert await _read_all(stream) == b""
+        client.forget(stream)
+        await client.close()
+    connections = [weakref.ref(server.conn), weakref.ref(client.conn)]
+    gc.disable()
+    try:
+        del server, client, stream
+        assert [ref() for ref in connections] == [None, None]
+    finally:
+        gc.enable()
