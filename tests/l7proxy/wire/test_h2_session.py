@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
 
-from l7proxy.wire.h2_session import STREAM_WINDOW, H2Session, H2Stream, StreamClosedError
+from l7proxy.wire.h2_session import (
+    CLOSED_STREAMS_REMEMBERED,
+    STREAM_WINDOW,
+    H2Session,
+    H2Stream,
+    StreamClosedError,
+)
 
 
 async def _echo(stream: H2Stream) -> None:
@@ -37,6 +43,26 @@ async def pair(nursery: trio.Nursery) -> AsyncIterator[tuple[H2Session, list[H2S
     nursery.start_soon(server.run, on_request)
     nursery.start_soon(client.run)
     yield client, started
+
+
+async def _connect(
+    nursery: trio.Nursery,
+    on_request: Callable[[H2Stream], Awaitable[None]],
+    closed_streams_remembered: int = CLOSED_STREAMS_REMEMBERED,
+) -> tuple[H2Session, H2Session]:
+    """A server session answering with `on_request` and a client session, running."""
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = H2Session(
+        server_end, client_side=False, closed_streams_remembered=closed_streams_remembered
+    )
+    client = H2Session(
+        client_end, client_side=True, closed_streams_remembered=closed_streams_remembered
+    )
+    await server.start()
+    await client.start()
+    nursery.start_soon(server.run, on_request)
+    nursery.start_soon(client.run)
+    return server, client
 
 
 def _request(path: bytes = b"/") -> list[tuple[bytes, bytes]]:
@@ -131,9 +157,6 @@ async def test_goaway_refuses_new_streams_and_ends_the_session(
 
 async def test_a_body_that_arrives_with_its_headers_is_still_a_body() -> None:
     """HEADERS and DATA+END_STREAM in one read must not look like a body-less request."""
-    client_end, server_end = trio.testing.memory_stream_pair()
-    server = H2Session(server_end, client_side=False)
-    client = H2Session(client_end, client_side=True)
     seen: list[tuple[bool, bytes]] = []
 
     async def record(stream: H2Stream) -> None:
@@ -143,10 +166,7 @@ async def test_a_body_that_arrives_with_its_headers_is_still_a_body() -> None:
 
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-            await server.start()
-            await client.start()
-            nursery.start_soon(server.run, record)
-            nursery.start_soon(client.run)
+            _, client = await _connect(nursery, record)
             stream = await client.open_stream(_request(), end_stream=False)
             await stream.send(b"payload")  # coalesced with the HEADERS into one write
             await stream.end()
@@ -193,14 +213,8 @@ async def test_a_sender_waiting_for_window_learns_that_its_stream_was_reset(
 
 async def test_a_long_lived_session_remembers_a_bounded_number_of_closed_streams() -> None:
     """h2 would keep the end of its last 65,536 streams; a session keeps `remembered`."""
-    client_end, server_end = trio.testing.memory_stream_pair()
-    server = H2Session(server_end, client_side=False, closed_streams_remembered=16)
-    client = H2Session(client_end, client_side=True, closed_streams_remembered=16)
     async with trio.open_nursery() as nursery:
-        await server.start()
-        await client.start()
-        nursery.start_soon(server.run, _echo)
-        nursery.start_soon(client.run)
+        server, client = await _connect(nursery, _echo, closed_streams_remembered=16)
         for _ in range(100):
             stream = await client.open_stream(_request(), end_stream=True)
             assert await _read_all(stream) == b""
@@ -215,14 +229,8 @@ async def test_a_long_lived_session_remembers_a_bounded_number_of_closed_streams
 
 async def test_a_finished_session_is_freed_without_the_cyclic_collector() -> None:
     """h2's connection refers to itself; left so, only a (rare) full collection frees it."""
-    client_end, server_end = trio.testing.memory_stream_pair()
-    server = H2Session(server_end, client_side=False)
-    client = H2Session(client_end, client_side=True)
     async with trio.open_nursery() as nursery:
-        await server.start()
-        await client.start()
-        nursery.start_soon(server.run, _echo)
-        nursery.start_soon(client.run)
+        server, client = await _connect(nursery, _echo)
         stream = await client.open_stream(_request(), end_stream=True)
         assert await _read_all(stream) == b""
         client.forget(stream)
