@@ -28,7 +28,13 @@ class Processes:
         self._running: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, name: str, cmd: list[str], *, pipe_stdout: bool = False, cwd: Path | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        *,
+        pipe_stdout: bool = False,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         log = (self.logdir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
@@ -37,6 +43,7 @@ class Processes:
             stdout=subprocess.PIPE if pipe_stdout else log,
             stderr=log,
             cwd=cwd,
+            env=env,
             start_new_session=True,
         )
         log.close()

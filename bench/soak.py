@@ -1,6 +1,7 @@
 """`make soak`: mixed kubectl traffic through the gateway for a long while, per minute.
 
     .venv/bin/python bench/soak.py [--minutes 30] [--workers 1] [--keep]
+                                   [--tracemalloc] [--malloc-arena-max N]
 
 Starts the sandbox cluster and the gateway (`l7proxy serve`, OIDC + policy + file audit)
 as processes, and a development OIDC issuer in this one; then a few clients run the real
@@ -9,8 +10,11 @@ port-forwards, annotations (writes the watches see), short-lived tokens that exp
 watch, an IdP key rotation (later one that drops the old keys) and a cluster restart on the
 same port. Each minute it records the kubectl operations and their outcomes, the gateway's
 requests and 5xx answers (from its audit log), its error log lines, and the RSS and open
-file descriptors of its processes (from /proc). Writes bench/results/soak.json and
-bench/SOAK.md. Every process it starts is stopped on exit.
+file descriptors of its processes (from /proc). The gateway runs under bench/gateway_probe.py,
+which on SIGUSR2 reports what its memory is made of (live Python objects, glibc malloc in use
+and free; with `--tracemalloc` the traced heap and a snapshot, whose growth after warm-up
+is reported by allocation site). Writes bench/results/soak.json and bench/SOAK.md. Every
+process it starts is stopped on exit.
 
 An outcome is *expected* when the run made it so (a cluster restart in progress, a token
 that was let expire); anything else that fails is *unexpected*, with a sample of messages.
@@ -58,6 +62,9 @@ TOKEN_LEEWAY = 30.0  # the gateway still accepts a token this long past its `exp
 RESTART_GRACE = 2.0  # after the restarted cluster answers: failures are unexpected again
 SAMPLE_LIMIT = 30  # unexpected failure messages kept
 MINUTE = 60.0
+WARM_UP = 2  # the minute after which memory should stay flat
+PROBE_TIMEOUT = 120.0  # for the gateway's memory reading (a tracemalloc snapshot is slow)
+TOP_SITES = 15  # allocation sites reported with --tracemalloc
 
 
 @dataclass
@@ -74,6 +81,7 @@ class Minute:
     error_log_lines: int = 0
     rss_mib: float = 0.0
     fds: int = 0
+    probe: dict[str, Any] = field(default_factory=dict)  # gateway_probe.py's reading
     events: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -91,18 +99,49 @@ class Minute:
             "gateway_error_log_lines": self.error_log_lines,
             "rss_mib": round(self.rss_mib, 1),
             "open_fds": self.fds,
+            **{key: self.probe[key] for key in PROBE_FIGURES if key in self.probe},
             "events": self.events,
         }
+
+
+# From each probe reading, per minute: live objects the gc tracks (outside the start-up set
+# the gateway freezes), TLS sessions its contexts cache, glibc malloc in use and free
+# (allocator-held, counted in RSS), the traced Python heap (with --tracemalloc).
+PROBE_FIGURES = (
+    "gc_objects",
+    "ssl_cached_sessions",
+    "malloc_in_use_mib",
+    "malloc_free_mib",
+    "traced_mib",
+)
 
 
 class Failure(Exception):
     """An operation did not do what it should."""
 
 
+@dataclass(frozen=True)
+class Diagnosis:
+    """How the gateway's memory is looked at: tracemalloc on, glibc's arena count."""
+
+    tracemalloc: bool = False
+    malloc_arena_max: int | None = None
+
+
 class Soak:
-    def __init__(self, minutes: float, workers: int, tmp: Path, processes: procs.Processes):
+    def __init__(
+        self,
+        minutes: float,
+        workers: int,
+        tmp: Path,
+        processes: procs.Processes,
+        diagnosis: Diagnosis = Diagnosis(),
+    ):
         self.minutes = minutes
         self.workers = workers
+        self.diagnosis = diagnosis
+        self.probe_dir = tmp / "probe"
+        self.probes: list[dict[str, Any]] = []  # the gateway's readings, 0 before any traffic
         self.tmp = tmp
         self.procs = processes
         self.certs = fixtures.make_certs(tmp)
@@ -141,8 +180,14 @@ class Soak:
             workers=self.workers,
             policies=demo_policies(CONNECTION),
         )
+        probe = [str(PYTHON), str(BENCH / "gateway_probe.py"), str(self.probe_dir)]
+        if self.diagnosis.tracemalloc:
+            probe.append("--tracemalloc")
+        env = dict(os.environ)
+        if self.diagnosis.malloc_arena_max is not None:
+            env["MALLOC_ARENA_MAX"] = str(self.diagnosis.malloc_arena_max)
         self.gateway = self.procs.start(
-            "gateway", [str(L7PROXY), "serve", "--config", str(config)], cwd=self.tmp
+            "gateway", [*probe, "serve", "--config", str(config)], cwd=self.tmp, env=env
         )
         await trio.to_thread.run_sync(self._wait_for_gateway)
 
@@ -167,7 +212,7 @@ class Soak:
             port = self.ports["gateway"]
             return procs.https_get(port, "/readyz", self.tls)[0] == 200
 
-        procs.wait_until(ready, 30, "the gateway")
+        procs.wait_until(ready, 120 if self.diagnosis.tracemalloc else 30, "the gateway")
 
     # -- outcomes -------------------------------------------------------------------------
     @property
@@ -499,9 +544,25 @@ class Soak:
     async def sampler(self) -> None:
         """Gateway readings at the start and at the end of each minute."""
         self.baseline = self._readings()
+        await self._probe()
         for index in range(self.minute_count):
             await trio.sleep_until(self.started + (index + 1) * MINUTE)
             self._fill(self._minute_at(index))
+            self._minute_at(index).probe = await self._probe()
+
+    async def _probe(self) -> dict[str, Any]:
+        """The gateway's memory reading (its first process only, when there are workers)."""
+        assert self.gateway is not None
+        readings = self.probe_dir / "readings.jsonl"
+        self.gateway.send_signal(signal.SIGUSR2)
+        with trio.fail_after(PROBE_TIMEOUT):
+            while True:
+                lines = readings.read_text().splitlines() if readings.exists() else []
+                if len(lines) > len(self.probes) and lines[-1].endswith("}"):
+                    break
+                await trio.sleep(0.2)
+        self.probes.append(json.loads(lines[len(self.probes)]))
+        return self.probes[-1]
 
     def _readings(self) -> tuple[float, int]:
         assert self.gateway is not None
@@ -564,7 +625,8 @@ class Soak:
 
     def summary(self) -> dict[str, Any]:
         minutes = [self._minute_at(i).as_json() for i in range(self.minute_count)]
-        warm = minutes[min(2, len(minutes) - 1)]
+        warm = minutes[min(WARM_UP, len(minutes) - 1)]
+        figures = ("rss_mib", *PROBE_FIGURES)
         return {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "minutes": self.minutes,
@@ -590,9 +652,73 @@ class Soak:
                 "open_fds_max": max(m["open_fds"] for m in minutes),
                 "open_fds_last": minutes[-1]["open_fds"],
             },
+            "growth_after_warmup": {
+                key: _growth([m[key] for m in minutes]) for key in figures if key in minutes[0]
+            },
+            "malloc_arena_max": self.diagnosis.malloc_arena_max,
+            "types_growth_after_warmup": self._types_growth(),
+            "allocation_growth_after_warmup": (
+                _allocation_growth(self.probe_dir, WARM_UP + 1, len(self.probes) - 1)
+                if self.diagnosis.tracemalloc and len(self.probes) > WARM_UP + 2
+                else None
+            ),
             "per_minute": minutes,
             "unexpected_samples": self.samples,
         }
+
+    def _types_growth(self) -> dict[str, int]:
+        """The object types whose count grew most from the warm-up minute to the end."""
+        if len(self.probes) <= WARM_UP + 2:
+            return {}
+        warm, last = self.probes[WARM_UP + 1]["types"], self.probes[-1]["types"]
+        # A type missing from a reading had fewer than gateway_probe.TYPE_FLOOR objects.
+        grown = Counter({t: n - warm.get(t, 0) for t, n in last.items()})
+        return {t: n for t, n in grown.most_common(TOP_SITES) if n > 0}
+
+
+def _growth(values: list[float]) -> dict[str, float] | None:
+    """How much a figure rose per minute from the warm-up minute to the last one, and in
+    the second half of the run alone: the figures as measured, nothing trimmed."""
+    if len(values) <= WARM_UP + 1:
+        return None
+    half = len(values) // 2
+    return {
+        "per_minute": round((values[-1] - values[WARM_UP]) / (len(values) - 1 - WARM_UP), 3),
+        "per_minute_second_half": round((values[-1] - values[half]) / (len(values) - 1 - half), 3),
+    }
+
+
+def _allocation_growth(directory: Path, first: int, last: int) -> dict[str, list[dict[str, Any]]]:
+    """What tracemalloc saw grow between two snapshots: by source line and by traceback."""
+    import tracemalloc
+
+    ignore = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
+        tracemalloc.Filter(False, "<unknown>"),
+    ]
+    old, new = (
+        tracemalloc.Snapshot.load(str(directory / f"{index:03d}.snapshot")).filter_traces(ignore)
+        for index in (first, last)
+    )
+
+    def site(frame: tracemalloc.Frame) -> str:
+        name = frame.filename.partition("site-packages/")[2] or frame.filename
+        return f"{name.removeprefix(str(ROOT) + '/')}:{frame.lineno}"
+
+    def top(key: str, frames: int) -> list[dict[str, Any]]:
+        stats = sorted(new.compare_to(old, key), key=lambda s: s.size_diff, reverse=True)
+        return [
+            {
+                "kib": round(stat.size_diff / 1024, 1),
+                "blocks": stat.count_diff,
+                "kib_now": round(stat.size / 1024, 1),
+                "at": [site(f) for f in list(stat.traceback)[-frames:]],
+            }
+            for stat in stats[:TOP_SITES]
+        ]
+
+    return {"by_line": top("lineno", 1), "by_traceback": top("traceback", 8)}
 
 
 async def _collect(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
@@ -622,22 +748,66 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         f"{totals['rss_mib_max']} MiB at most, {totals['rss_mib_last']} MiB at the end",
         f"- open file descriptors: {result['start']['open_fds']} at start, "
         f"{totals['open_fds_max']} at most, {totals['open_fds_last']} at the end",
+        *_growth_lines(result),
         "",
+    ]
+    figures = [key for key in PROBE_FIGURES if key in result["per_minute"][0]]
+    lines += [
         "| minute | operations | unexpected | expected | gateway requests | 5xx (unexpected) "
-        "| error log lines | RSS MiB | open fds | events |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| error log lines | RSS MiB | open fds | "
+        + "".join(f"{FIGURE_NAMES[key]} | " for key in figures)
+        + "events |",
+        "| ---: " * (9 + len(figures)) + "| --- |",
     ]
     for m in result["per_minute"]:
         lines.append(
             f"| {m['minute']} | {m['operations']} | {m['unexpected']} | {m['expected']} | "
             f"{m['gateway_requests']} | {m['gateway_5xx']} ({m['gateway_5xx_unexpected']}) | "
             f"{m['gateway_error_log_lines']} | "
-            f"{m['rss_mib']} | {m['open_fds']} | {'; '.join(m['events'])} |"
+            f"{m['rss_mib']} | {m['open_fds']} | "
+            + "".join(f"{m[key]} | " for key in figures)
+            + f"{'; '.join(m['events'])} |"
         )
+    if result["types_growth_after_warmup"]:
+        grown = ", ".join(f"{t} +{n}" for t, n in result["types_growth_after_warmup"].items())
+        lines += ["", f"Live objects that grew most after warm-up, by type: {grown}."]
+    sites = result["allocation_growth_after_warmup"]
+    if sites:
+        lines += ["", "tracemalloc, growth after warm-up by source line:", ""]
+        lines += [
+            f"- {s['kib']:+} KiB ({s['blocks']:+} blocks): `{s['at'][0]}`" for s in sites["by_line"]
+        ]
     if result["unexpected_samples"]:
         lines += ["", "Unexpected failures (first ones):", ""]
         lines += ["- `" + s.replace("`", "'") + "`" for s in result["unexpected_samples"]]
     path.write_text("\n".join(lines) + "\n")
+
+
+FIGURE_NAMES = {
+    "gc_objects": "live objects",
+    "ssl_cached_sessions": "TLS sessions cached",
+    "malloc_in_use_mib": "malloc in use MiB",
+    "malloc_free_mib": "malloc free MiB",
+    "traced_mib": "traced MiB",
+}
+
+
+def _growth_lines(result: dict[str, Any]) -> list[str]:
+    growth = result["growth_after_warmup"]
+    if not growth.get("rss_mib"):
+        return []
+    parts = [
+        f"{FIGURE_NAMES.get(key, 'RSS MiB')} {g['per_minute']:+g} "
+        f"({g['per_minute_second_half']:+g} in the second half)"
+        for key, g in growth.items()
+        if g is not None
+    ]
+    arenas = result["malloc_arena_max"]
+    return [
+        f"- growth per minute after warm-up (minute {WARM_UP} to the end): "
+        + ", ".join(parts)
+        + (f"; glibc `MALLOC_ARENA_MAX={arenas}`" if arenas is not None else "")
+    ]
 
 
 def _terminate(signum: int, _frame: object) -> NoReturn:
@@ -650,6 +820,14 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace the gateway's allocations and report what grew after warm-up (slow)",
+    )
+    parser.add_argument(
+        "--malloc-arena-max", type=int, metavar="N", help="MALLOC_ARENA_MAX for the gateway"
+    )
+    parser.add_argument(
         "--output", type=Path, default=BENCH, help="where SOAK.md and results/ are written"
     )
     args = parser.parse_args()
@@ -657,7 +835,8 @@ def main() -> int:
     processes = procs.Processes(tmp)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = trio.run(Soak(args.minutes, args.workers, tmp, processes).run)
+        diagnosis = Diagnosis(args.tracemalloc, args.malloc_arena_max)
+        result = trio.run(Soak(args.minutes, args.workers, tmp, processes, diagnosis).run)
     finally:
         processes.stop_all()
         if args.keep:

@@ -172,7 +172,7 @@ class Gateway:
     def _record(self, event: AuditEvent, started: float) -> None:
         """Every request, whatever became of it: one audit event, counted in /metrics."""
         self.audit.write(event, duration=time.monotonic() - started)
-        self.metrics.observe(event)
+        self.metrics.observe(event, self.live.connectors)
 
     @staticmethod
     def _connector(live: Live, target: Route | AgentRoute, event: AuditEvent) -> Connector:

@@ -72,6 +72,12 @@ def build_live(
     )
 
 
+def replaced_connectors(old: Live, new: Live) -> list[Connector]:
+    """The connectors of `old` that `new` does not keep (removed or changed connections)."""
+    kept = {id(connector) for connector in new.connectors.values()}
+    return [c for c in old.connectors.values() if id(c) not in kept]
+
+
 @contextmanager
 def _unusable_files(config: Config, key: str) -> Iterator[None]:
     """A CA or client certificate the loader found but TLS cannot use, as a `ConfigError`."""

@@ -19,7 +19,13 @@ from l7proxy.mcp.endpoint import McpEndpoint
 from l7proxy.pipeline.gateway import CLEANUP_TIMEOUT, Gateway
 from l7proxy.pipeline.living import enforce_on_streams
 from l7proxy.pipeline.state_api import StateApi
-from l7proxy.runtime.reload import build_live, log_changes, reread, tls_context
+from l7proxy.runtime.reload import (
+    build_live,
+    log_changes,
+    replaced_connectors,
+    reread,
+    tls_context,
+)
 from l7proxy.state import StateView, Store, open_store
 from l7proxy.telemetry.audit import AuditLog
 from l7proxy.telemetry.metrics import Metrics
@@ -142,6 +148,8 @@ class Server:
             return False
         if live.authenticator is not self.gateway.live.authenticator:
             self.nursery.start_soon(_fetch_keys_until_ready, live.authenticator)
+        for connector in replaced_connectors(self.gateway.live, live):
+            self.nursery.start_soon(connector.retire)
         self.gateway.live, self.control.ssl_context = live, context
         if self.gateway.state_api is not None:  # who may request, approve and lock
             self.gateway.state_api.configure(config.access_requests, config.admins)

@@ -9,6 +9,7 @@ least of them (0 if any worker failed its last reload; the oldest successful rel
 from __future__ import annotations
 
 import os
+from collections.abc import Container
 from contextlib import AbstractContextManager, nullcontext
 
 import prometheus_client
@@ -16,6 +17,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from l7proxy.telemetry.audit import AuditEvent
+
+UNKNOWN_CONNECTION = "(unknown)"
+OTHER_VERB = "(other)"
+# Resource verbs as kube-apiserver resolves them, and the lower-cased methods that are the
+# verbs of non-resource requests; "" for a request refused before it was resolved.
+REQUEST_VERBS = frozenset(
+    {"", "get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+    | {"proxy", "post", "put", "head", "options"}
+)
 
 
 class Metrics:
@@ -118,15 +128,21 @@ class Metrics:
         if failed:
             self.jwks_failures.labels(provider).inc()
 
-    def observe(self, event: AuditEvent) -> None:
-        key = (event.connection, event.verb, event.decision, event.status)
+    def observe(self, event: AuditEvent, connections: Container[str]) -> None:
+        """Count one request. A connection name not in `connections` (anyone may ask for
+        `/k8s/<anything>/`) and a verb no Kubernetes request has (a non-resource request's
+        verb is its method, any token) are counted under one label value each: every
+        value seen is a time series kept for good, so clients must not be able to mint them."""
+        connection = event.connection
+        if connection and connection not in connections:
+            connection = UNKNOWN_CONNECTION
+        verb = event.verb if event.verb in REQUEST_VERBS else OTHER_VERB
+        key = (connection, verb, event.decision, event.status)
         children = self._children.get(key)
         if children is None:
             children = (
-                self.requests.labels(
-                    event.connection, event.verb, event.decision, str(event.status)
-                ),
-                self.duration.labels(event.connection, event.verb, event.decision),
+                self.requests.labels(connection, verb, event.decision, str(event.status)),
+                self.duration.labels(connection, verb, event.decision),
             )
             self._children[key] = children
         children[0].inc()

@@ -52,6 +52,10 @@ class Connector(Protocol):
 
     async def credential_headers(self, identity: Identity, decision: Decision) -> Headers: ...
 
+    async def retire(self) -> None:
+        """A reload replaced this connector: close what it holds once its requests are done."""
+        ...
+
 
 async def cluster_version(
     pool: UpstreamPool, headers: Headers, limits: Limits, *, hint: str

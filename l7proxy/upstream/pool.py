@@ -327,6 +327,8 @@ class UpstreamPool:
         self._speaks_h2: bool | None = None
         self._idle_h1: list[_H1Connection] = []
         self._connect_lock = trio.Lock()
+        self._retired = False
+        self._idle_owner = trio.CancelScope()
         nursery.start_soon(self._close_idle_on_exit)
 
     async def request(
@@ -451,6 +453,10 @@ class UpstreamPool:
         async with self._connect_lock:
             if self._h2 is not None and self._h2.can_open_stream:
                 return self._h2
+            if self._retired:
+                raise UpstreamError(
+                    UpstreamFailure.CONNECT, "the connection was replaced by a reload"
+                )
             transport, alpn = await self._dial(self.ssl_context)
             if alpn == "h2":
                 self._speaks_h2 = True
@@ -487,7 +493,7 @@ class UpstreamPool:
         return tls, tls.selected_alpn_protocol()
 
     async def _release_h1(self, conn: _H1Connection, reusable: bool) -> None:
-        if reusable and len(self._idle_h1) < MAX_IDLE_H1:
+        if reusable and not self._retired and len(self._idle_h1) < MAX_IDLE_H1:
             conn.h11.start_next_cycle()
             self._idle_h1.append(conn)
         else:
@@ -497,10 +503,24 @@ class UpstreamPool:
         """Idle HTTP/1.1 connections end with the nursery that owns the pool, as HTTP/2
         sessions do with their reader task there."""
         try:
-            await trio.sleep_forever()
+            with self._idle_owner:
+                await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):  # each close is forceful: nothing waits
                 await self._close_idle_h1()
+
+    async def retire(self) -> None:
+        """A reload replaced this pool: idle connections close now, the HTTP/2 session once
+        no stream is left on it (requests that took the old configuration may still open
+        some), and the pool's task in its nursery ends. No new connection is made."""
+        self._retired = True
+        self._idle_owner.cancel()
+        session = self._h2
+        if session is None:
+            return
+        while session.streams and not session.closed:
+            await session.streams_changed.wait()
+        await session.close()
 
     async def _close_idle_h1(self) -> None:
         idle, self._idle_h1 = self._idle_h1, []

@@ -60,6 +60,9 @@ class StaticConnector:
     async def upstream(self) -> UpstreamPool:
         return self.pool
 
+    async def retire(self) -> None:
+        await self.pool.retire()
+
     async def credential_headers(self, identity: Identity, decision: Decision) -> Headers:
         if self._token is None:
             return []  # the client certificate in the TLS context is the credential

@@ -61,6 +61,11 @@ _RECEIVE_MAX: Final = 256 * 1024
 # further bytes are read and dropped (closing with unread bytes makes the kernel send a
 # TCP reset, which can destroy the GOAWAY before the peer reads it). Go's server waits 1 s.
 _GOAWAY_LINGER: Final = 1.0
+# How many closed streams h2 remembers the end of, to tell a late frame on a stream reset
+# a moment ago (answered with RST_STREAM) from a protocol error. h2 keeps 65,536, about
+# 7 MiB on one long-lived session (the one to a cluster): a slow climb for hours. A late
+# frame comes within a round trip, long before this many more streams have closed.
+CLOSED_STREAMS_REMEMBERED: Final = 4096
 
 
 class StreamClosedError(Exception):
@@ -236,6 +241,22 @@ class H2Stream:
 OnRequest = Callable[[H2Stream], Awaitable[None]]
 
 
+class _Connection(h2.connection.H2Connection):
+    """h2's state machine, remembering the ends of the last `remembered` closed streams."""
+
+    def __init__(self, config: h2.config.H2Configuration, remembered: int) -> None:
+        self.MAX_CLOSED_STREAMS = remembered  # read by h2's __init__
+        super().__init__(config)
+
+    def release(self) -> None:
+        """Break the cycle h2 builds (a table of its own bound methods), so that reference
+        counting frees a finished connection at once. Otherwise only the cyclic collector
+        does, which the gateway runs rarely (`tune_garbage_collector`): in the soak some 400
+        dead connections (~15 MiB) piled up between collections, and those promoted to the
+        oldest generation stayed for hours. Receiving frames is over once this is called."""
+        self._frame_dispatch_table.clear()
+
+
 class H2Session:
     """Drives an `h2` state machine over `transport`. `run` is the only reader; any task
     may send, serialised by one lock so frames leave in the order h2 produced them."""
@@ -248,6 +269,7 @@ class H2Session:
         max_concurrent_streams: int = 250,
         max_header_bytes: int = 64 * 1024,
         head_timeout: float = math.inf,
+        closed_streams_remembered: int = CLOSED_STREAMS_REMEMBERED,
     ) -> None:
         """`head_timeout` (server side) bounds the wait for the client's preface and
         SETTINGS, then for each request header block once it has begun."""
@@ -256,10 +278,11 @@ class H2Session:
         # Outbound fields are not validated again (a sixth of h2's coding time): each was
         # validated on the way in (h11, or h2's inbound checks) or written by the gateway,
         # and hop-by-hop fields are dropped before they get here. Normalisation stays on.
-        self.conn = h2.connection.H2Connection(
+        self.conn = _Connection(
             h2.config.H2Configuration(
                 client_side=client_side, header_encoding=None, validate_outbound_headers=False
-            )
+            ),
+            closed_streams_remembered,
         )
         h2_speedups.install(self.conn.encoder)
         self.streams: dict[int, H2Stream] = {}
@@ -373,13 +396,16 @@ class H2Session:
     async def run(self, on_request: OnRequest | None = None) -> None:
         """Read frames until the connection ends. On the server side each new request
         runs `on_request` in a task of this session's nursery, which this call owns."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._writer)
-            try:
-                await self._read_loop(nursery, on_request)
-            finally:
-                self._mark_closed()
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                try:
+                    await self._read_loop(nursery, on_request)
+                finally:
+                    self._mark_closed()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.conn.release()  # no reader and no stream handler is left
 
     async def _read_loop(self, nursery: trio.Nursery, on_request: OnRequest | None) -> None:
         head_deadline = trio.current_time() + self._head_timeout

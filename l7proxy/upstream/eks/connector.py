@@ -93,6 +93,7 @@ class EksConnector:
         self._pool: UpstreamPool | None = None
         self._pool_lock = trio.Lock()
         self._discovery_backoff = Backoff(clock)
+        self._bridge_owner = trio.CancelScope()
         nursery.start_soon(self._own_bridge)
 
     async def upstream(self) -> UpstreamPool:
@@ -198,9 +199,16 @@ class EksConnector:
 
     async def _own_bridge(self) -> None:
         try:
-            await trio.sleep_forever()
+            with self._bridge_owner:
+                await trio.sleep_forever()
         finally:
             await self._bridge.aclose()
+
+    async def retire(self) -> None:
+        """The pool first (its last requests may still mint tokens), then the bridge."""
+        if self._pool is not None:
+            await self._pool.retire()
+        self._bridge_owner.cancel()
 
 
 async def probe(conn: EksConnection, limits: Limits | None = None) -> str:

@@ -1,5 +1,6 @@
 """A running server's reload and drain, driven in-process: the listener's certificate
-is swapped for new connections, an unusable one changes nothing, a drain stops accepting."""
+is swapped for new connections, an unusable one changes nothing, a replaced pool closes
+once its last stream ends, a drain stops accepting."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 import structlog
 import trio
 import trustme
+import yaml
 
 from l7proxy.config.loader import load_config
 from l7proxy.runtime.server import Server, run_server
+from l7proxy.upstream.pool import UpstreamError
 from tests.e2e.stack import start_stack
 
 
@@ -98,3 +101,33 @@ async def test_a_ca_file_tls_cannot_use_keeps_the_running_configuration(
     [error] = [line for line in logs if line["log_level"] == "error"]
     assert str(error["error"]).startswith(f"{path}: connections[0]: cannot use its TLS files:")
     assert server.gateway.live is live
+
+
+async def test_a_reload_closes_a_replaced_pool_once_its_last_stream_has_ended(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    _, server = await start(nursery, tmp_path)
+    old = server.gateway.live.connectors["dev"]
+    pool = await old.upstream()
+    open_before = await pool.request("GET", "/version", [], has_body=False)
+    await open_before.response_head()  # its body left unread: the stream stays open
+    path = tmp_path / "gateway.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["limits"] = {"upstream_response_timeout": 30}  # renews every connection's pool
+    path.write_text(yaml.safe_dump(config))
+    assert server.reload()
+    assert server.gateway.live.connectors["dev"] is not old
+    # Requests that took the old configuration still get through while a stream is open.
+    late = await pool.request("GET", "/version", [], has_body=False)
+    assert (await late.response_head())[0] > 0
+    await late.aclose()
+    await open_before.aclose()
+    with trio.fail_after(10):  # a hang guard: the session closes once nothing is on it
+        while True:
+            try:
+                probe = await pool.request("GET", "/version", [], has_body=False)
+            except UpstreamError as exc:
+                assert "replaced by a reload" in str(exc)
+                break
+            await probe.aclose()
+            await trio.sleep(0.05)

@@ -3,13 +3,21 @@ resets and GOAWAY."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gc
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
 
-from l7proxy.wire.h2_session import STREAM_WINDOW, H2Session, H2Stream, StreamClosedError
+from l7proxy.wire.h2_session import (
+    CLOSED_STREAMS_REMEMBERED,
+    STREAM_WINDOW,
+    H2Session,
+    H2Stream,
+    StreamClosedError,
+)
 
 
 async def _echo(stream: H2Stream) -> None:
@@ -35,6 +43,26 @@ async def pair(nursery: trio.Nursery) -> AsyncIterator[tuple[H2Session, list[H2S
     nursery.start_soon(server.run, on_request)
     nursery.start_soon(client.run)
     yield client, started
+
+
+async def _connect(
+    nursery: trio.Nursery,
+    on_request: Callable[[H2Stream], Awaitable[None]],
+    closed_streams_remembered: int = CLOSED_STREAMS_REMEMBERED,
+) -> tuple[H2Session, H2Session]:
+    """A server session answering with `on_request` and a client session, running."""
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = H2Session(
+        server_end, client_side=False, closed_streams_remembered=closed_streams_remembered
+    )
+    client = H2Session(
+        client_end, client_side=True, closed_streams_remembered=closed_streams_remembered
+    )
+    await server.start()
+    await client.start()
+    nursery.start_soon(server.run, on_request)
+    nursery.start_soon(client.run)
+    return server, client
 
 
 def _request(path: bytes = b"/") -> list[tuple[bytes, bytes]]:
@@ -129,9 +157,6 @@ async def test_goaway_refuses_new_streams_and_ends_the_session(
 
 async def test_a_body_that_arrives_with_its_headers_is_still_a_body() -> None:
     """HEADERS and DATA+END_STREAM in one read must not look like a body-less request."""
-    client_end, server_end = trio.testing.memory_stream_pair()
-    server = H2Session(server_end, client_side=False)
-    client = H2Session(client_end, client_side=True)
     seen: list[tuple[bool, bytes]] = []
 
     async def record(stream: H2Stream) -> None:
@@ -141,10 +166,7 @@ async def test_a_body_that_arrives_with_its_headers_is_still_a_body() -> None:
 
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-            await server.start()
-            await client.start()
-            nursery.start_soon(server.run, record)
-            nursery.start_soon(client.run)
+            _, client = await _connect(nursery, record)
             stream = await client.open_stream(_request(), end_stream=False)
             await stream.send(b"payload")  # coalesced with the HEADERS into one write
             await stream.end()
@@ -194,9 +216,6 @@ async def test_a_graceful_goaway_lets_the_client_finish_the_streams_it_spares(
 ) -> None:
     """As Go's server (kube-apiserver) shuts down or rebalances: GOAWAY NO_ERROR naming the
     open stream, then the rest of that stream's answer. h2 alone would refuse it."""
-    client_end, server_end = trio.testing.memory_stream_pair()
-    server = H2Session(server_end, client_side=False)
-    client = H2Session(client_end, client_side=True)
     go_on = trio.Event()
 
     async def answer_after_goaway(stream: H2Stream) -> None:
@@ -207,10 +226,7 @@ async def test_a_graceful_goaway_lets_the_client_finish_the_streams_it_spares(
         await stream.send(b"after")
         await stream.end()
 
-    await server.start()
-    await client.start()
-    nursery.start_soon(server.run, answer_after_goaway)
-    nursery.start_soon(client.run)
+    _, client = await _connect(nursery, answer_after_goaway)
     with trio.fail_after(5):
         stream = await client.open_stream(_request(), end_stream=True)
         await stream.head_received.wait()
@@ -220,3 +236,36 @@ async def test_a_graceful_goaway_lets_the_client_finish_the_streams_it_spares(
         go_on.set()
         assert await _read_all(stream) == b"before after"
     assert not client.closed and client.failure is None
+
+
+async def test_a_long_lived_session_remembers_a_bounded_number_of_closed_streams() -> None:
+    """h2 would keep the end of its last 65,536 streams; a session keeps `remembered`."""
+    async with trio.open_nursery() as nursery:
+        server, client = await _connect(nursery, _echo, closed_streams_remembered=16)
+        for _ in range(100):
+            stream = await client.open_stream(_request(), end_stream=True)
+            assert await _read_all(stream) == b""
+        with trio.fail_after(5):
+            while server.streams:
+                await server.streams_changed.wait()
+        assert client.conn.highest_outbound_stream_id == 199  # all 100 on this session
+        for session in (client, server):
+            assert len(session.conn._closed_streams) <= 16
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_finished_session_is_freed_without_the_cyclic_collector() -> None:
+    """h2's connection refers to itself; left so, only a (rare) full collection frees it."""
+    async with trio.open_nursery() as nursery:
+        server, client = await _connect(nursery, _echo)
+        stream = await client.open_stream(_request(), end_stream=True)
+        assert await _read_all(stream) == b""
+        client.forget(stream)
+        await client.close()
+    connections = [weakref.ref(server.conn), weakref.ref(client.conn)]
+    gc.disable()
+    try:
+        del server, client, stream
+        assert [ref() for ref in connections] == [None, None]
+    finally:
+        gc.enable()
