@@ -221,6 +221,17 @@ async def start_kubectl(
     return process
 
 
+async def read_until(process: trio.Process, text: bytes) -> None:
+    """Read a running kubectl's output until `text` has come (what came before is read too)."""
+    assert process.stdout is not None
+    seen = b""
+    with trio.fail_after(20):
+        while text not in seen:
+            chunk = await process.stdout.receive_some()
+            assert chunk, f"the stream ended before {text!r}: {seen!r}"
+            seen += chunk
+
+
 async def port_forward_round_trip(kc: Path) -> None:
     """`kubectl port-forward pod/web-1` and 100 kB echoed back through it."""
     async with trio.open_nursery() as nursery:

@@ -7,7 +7,7 @@ import json
 import pytest
 import trio
 
-from tests.e2e.stack import Stack, kubectl, start_kubectl, wait_for_event
+from tests.e2e.stack import Stack, kubectl, read_until, start_kubectl, wait_for_event
 
 BOTH_HTTP_VERSIONS = pytest.mark.parametrize("http1", [False, True], ids=["h2", "http1.1"])
 READER = ("ai-agents-readonly",)
@@ -91,8 +91,7 @@ async def test_watch_delivers_each_event_before_the_stream_ends(stack: Stack, ht
                 seen += await process.stdout.receive_some()
             for name in ("watched-1", "watched-2"):
                 await kubectl(admin, "run", name, "--image=nginx", check=True)
-                while name.encode() not in seen:
-                    seen += await process.stdout.receive_some()
+                await read_until(process, name.encode())
         assert process.returncode is None  # still streaming
         process.kill()
     # The gateway writes the event once it sees the client go.

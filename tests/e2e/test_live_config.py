@@ -21,6 +21,7 @@ from tests.e2e.stack import (
     kubectl,
     kubectl_argv,
     kubectl_env,
+    read_until,
     start_kubectl,
     start_stack,
 )
@@ -66,16 +67,6 @@ async def echoes(process: trio.Process, line: bytes) -> bool:
                 return False
             seen += chunk
     return True
-
-
-async def read_until(process: trio.Process, text: bytes) -> None:
-    assert process.stdout is not None
-    seen = b""
-    with trio.fail_after(20):
-        while text not in seen:
-            chunk = await process.stdout.receive_some()
-            assert chunk, f"the stream ended before {text!r}: {seen!r}"
-            seen += chunk
 
 
 def tighten(stack: Stack) -> None:

@@ -14,7 +14,7 @@ import trio
 import trustme
 
 from l7proxy.wire.exchange import Exchange
-from tests.e2e.stack import kubectl, start_kubectl, start_stack, wait_for_event
+from tests.e2e.stack import kubectl, read_until, start_kubectl, start_stack, wait_for_event
 
 ADMIN = ("platform-admins",)
 PODS = "/api/v1/namespaces/default/pods"
@@ -62,8 +62,7 @@ async def test_a_watch_outlives_the_clusters_graceful_goaway_while_new_requests_
                 if name == "after-goaway":
                     await stack.cluster_listener.hand_over()
                 await kubectl(admin, "run", name, "--image=nginx", check=True)
-                while name.encode() not in seen:
-                    seen += await watch.stdout.receive_some()
+                await read_until(watch, name.encode())
         assert watch.returncode is None  # still streaming
         watch.kill()
     event = await wait_for_event(stack, lambda e: e["verb"] == "watch")
