@@ -54,10 +54,11 @@ class GoawaySplitter:
                 at += step
                 continue
             if not self._held and end - at >= _HEADER:
-                length = int.from_bytes(view[at : at + 3])
-                if not self._takes(view[at : at + _HEADER], length):
-                    at += _HEADER
-                    self._skip = length
+                length = int.from_bytes(data[at : at + 3])
+                if data[at + 3] != _GOAWAY or not self._takes(view[at : at + _HEADER], length):
+                    at += _HEADER + length  # passed through whole, or up to the read's end
+                    if at > end:
+                        self._skip, at = at - end, end
                     continue
             # A header split over reads, or a GOAWAY: collected in `_held`.
             out.append(view[start:at])
