@@ -153,14 +153,14 @@ async def _close_when_drained(session: H2Session, draining: trio.Event) -> None:
 
 
 async def _close_when_idle(session: H2Session, idle_timeout: float) -> None:
-    """GOAWAY after `idle_timeout` with no stream open; an open stream is never timed out."""
+    """GOAWAY once no stream has been open for `idle_timeout`; an open stream is never timed
+    out. The task wakes when the idle time could be up, not at every stream's start and end."""
     while not session.closed:
-        idle_since = trio.current_time()
-        while session.stream_count == 0:
-            remaining = idle_since + idle_timeout - trio.current_time()
-            if remaining <= 0:
-                await session.close()
-                return
-            with trio.move_on_after(remaining):
-                await session.streams_changed.wait()
-        await session.streams_changed.wait()
+        now = trio.current_time()
+        if session.stream_count:  # idle, at the earliest, `idle_timeout` after they end
+            await trio.sleep_until(now + idle_timeout)
+        elif now >= session.idle_since + idle_timeout:
+            await session.close()
+            return
+        else:
+            await trio.sleep_until(session.idle_since + idle_timeout)
