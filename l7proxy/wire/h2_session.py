@@ -303,6 +303,7 @@ class H2Session:
         self.failure: H2Failure | None = None
         self._send_lock = QuietLock()
         self.streams_changed = _Signal()
+        self.idle_since = trio.current_time()  # when the last stream ended, or the start
         # Frames h2 produced that the writer has not written yet, and their size.
         self._outgoing: list[bytes] = []
         self.backlog = 0
@@ -410,12 +411,8 @@ class H2Session:
     async def _read_loop(self, nursery: trio.Nursery, on_request: OnRequest | None) -> None:
         head_deadline = trio.current_time() + self._head_timeout
         while not self.closed:
-            with trio.move_on_at(head_deadline) as head_scope:
-                try:
-                    data = await self.transport.receive_some(_READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-            if head_scope.cancelled_caught:
+            data = await self._read(head_deadline)
+            if data is None:
                 await self._fail(HEAD_TIMEOUT if self._settings_received else PREFACE_TIMEOUT)
                 return
             if not data:
@@ -430,6 +427,19 @@ class H2Session:
                 head_deadline = math.inf
             elif head_deadline == math.inf:
                 head_deadline = trio.current_time() + self._head_timeout
+
+    async def _read(self, deadline: float) -> bytes | bytearray | None:
+        """The peer's next bytes (empty at the end of the connection), or None once
+        `deadline` has passed. Without a deadline no cancel scope is entered: that costs
+        several microseconds, and most reads have none."""
+        try:
+            if deadline == math.inf:
+                return await self.transport.receive_some(_READ_SIZE)
+            with trio.move_on_at(deadline):
+                return await self.transport.receive_some(_READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+        return None
 
     def _receive(
         self, data: bytes | bytearray, nursery: trio.Nursery, on_request: OnRequest | None
@@ -546,6 +556,8 @@ class H2Session:
     def forget(self, stream: H2Stream) -> None:
         """Drop a finished stream; later frames for it are acknowledged and ignored."""
         self.streams.pop(stream.id, None)
+        if not self.streams:
+            self.idle_since = trio.current_time()
         self.streams_changed.fire()
 
     def _acknowledge_now(self, stream_id: int, length: int) -> None:
