@@ -80,8 +80,12 @@ bench: install $(PEERS)/bin/mitmdump
 SOAK_ARGS ?=
 
 # Mixed kubectl traffic through the gateway (30 minutes unless SOAK_ARGS="--minutes N");
-# writes bench/SOAK.md and bench/results/soak.json. Not part of `make test`.
+# writes bench/SOAK.md and bench/results/soak.json. Not part of `make test`. The gateway runs
+# on jemalloc, as in the image (Debian's libjemalloc2, installed when missing).
 soak: install
+	@ls /usr/lib/*-linux-gnu/libjemalloc.so.2 >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjemalloc2; }
 	nice $(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:

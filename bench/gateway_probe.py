@@ -5,10 +5,11 @@
 Runs the `l7proxy` command line with the arguments after DIR. On each SIGUSR2 it appends
 one JSON line to DIR/readings.jsonl: the live objects the garbage collector tracks (and
 how many of each type, for types with TYPE_FLOOR or more), the blocks Python's allocator
-has handed out, the TLS contexts and the sessions cached in them, and what glibc malloc
-has in use and holds free. With `--tracemalloc` it traces allocations from the start
-(FRAMES frames each; slows the gateway a lot) and also writes DIR/NNN.snapshot and the
-traced heap. A reading runs in the gateway's own thread,
+has handed out and its arenas, the TLS contexts and the sessions cached in them, where the
+RSS lies (glibc's heap, other anonymous memory, files) and, when glibc is the allocator
+(not a preloaded jemalloc), what its malloc has in use and holds free. With `--tracemalloc`
+it traces allocations from the start (FRAMES frames each; slows the gateway a lot) and also
+writes DIR/NNN.snapshot and the traced heap. A reading runs in the gateway's own thread,
 so it pauses the gateway for a moment (with a snapshot: a second or more).
 """
 
@@ -18,9 +19,11 @@ import ctypes
 import gc
 import importlib
 import json
+import os
 import signal
 import ssl
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections import Counter
@@ -54,6 +57,45 @@ def _malloc() -> dict[str, float]:
     }
 
 
+def _glibc_allocates() -> bool:
+    """Whether malloc is glibc's: a preloaded jemalloc (`--malloc jemalloc`) replaces it, and
+    then glibc's own figures describe an allocator nobody calls."""
+    return "/libjemalloc.so" not in Path("/proc/self/maps").read_text()
+
+
+def _mappings() -> dict[str, float]:
+    """Where the RSS lies: glibc's main heap, other anonymous memory (Python's allocator
+    arenas, glibc's thread arenas, large mmapped blocks), and file mappings (code)."""
+    rss = {"heap": 0, "anon": 0, "file": 0}
+    kind = "file"
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields[0].endswith(":"):
+            if fields[0] == "Rss:":
+                rss[kind] += int(fields[1])
+            continue
+        name = fields[5] if len(fields) > 5 else ""
+        kind = "heap" if name == "[heap]" else "anon" if not name.startswith("/") else "file"
+    return {f"{k}_rss_mib": round(v / 1024, 2) for k, v in rss.items()}
+
+
+def _pymalloc_arenas() -> int:
+    """Python's allocator arenas now held (1 MiB each on 3.10+), from its C-level report."""
+    with tempfile.TemporaryFile() as report:
+        saved = os.dup(2)
+        try:
+            os.dup2(report.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        report.seek(0)
+        for line in report.read().decode().splitlines():
+            if line.startswith("# arenas allocated current"):
+                return int(line.split("=")[1].replace(",", ""))
+    return -1
+
+
 def reading(out: Path, index: int) -> dict[str, Any]:
     started = time.monotonic()
     found: dict[str, Any] = {"index": index}
@@ -69,7 +111,10 @@ def reading(out: Path, index: int) -> dict[str, Any]:
     found["ssl_contexts"] = len(contexts)
     found["ssl_cached_sessions"] = sum(c.session_stats()["number"] for c in contexts)
     found["python_blocks"] = sys.getallocatedblocks()
-    found |= _malloc()
+    if _glibc_allocates():
+        found |= _malloc()
+    found |= _mappings()
+    found["pymalloc_arenas"] = _pymalloc_arenas()
     found["took_s"] = round(time.monotonic() - started, 2)
     return found
 

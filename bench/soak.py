@@ -1,7 +1,8 @@
 """`make soak`: mixed kubectl traffic through the gateway for a long while, per minute.
 
     .venv/bin/python bench/soak.py [--minutes 30] [--workers 1] [--keep]
-                                   [--tracemalloc] [--malloc-arena-max N]
+                                   [--malloc jemalloc|glibc] [--tracemalloc]
+                                   [--malloc-arena-max N]
 
 Starts the sandbox cluster and the gateway (`l7proxy serve`, OIDC + policy + file audit)
 as processes, and a development OIDC issuer in this one; then a few clients run the real
@@ -10,7 +11,9 @@ port-forwards, annotations (writes the watches see), short-lived tokens that exp
 watch, an IdP key rotation (later one that drops the old keys) and a cluster restart on the
 same port. Each minute it records the kubectl operations and their outcomes, the gateway's
 requests and 5xx answers (from its audit log), its error log lines, and the RSS and open
-file descriptors of its processes (from /proc). The gateway runs under bench/gateway_probe.py,
+file descriptors of its processes (from /proc). The gateway's allocator is jemalloc, preloaded
+as the image in Containerfile does (`--malloc glibc` for the C library's own). The gateway
+runs under bench/gateway_probe.py,
 which on SIGUSR2 reports what its memory is made of (live Python objects, glibc malloc in use
 and free; with `--tracemalloc` the traced heap and a snapshot, whose growth after warm-up
 is reported by allocation site). Writes bench/results/soak.json and bench/SOAK.md. Every
@@ -106,12 +109,16 @@ class Minute:
 
 # From each probe reading, per minute: live objects the gc tracks (outside the start-up set
 # the gateway freezes), TLS sessions its contexts cache, glibc malloc in use and free
-# (allocator-held, counted in RSS), the traced Python heap (with --tracemalloc).
+# (allocator-held, counted in RSS), Python's allocator arenas, the RSS of glibc's main heap
+# and of other anonymous memory, the traced Python heap (with --tracemalloc).
 PROBE_FIGURES = (
     "gc_objects",
     "ssl_cached_sessions",
     "malloc_in_use_mib",
     "malloc_free_mib",
+    "pymalloc_arenas",
+    "heap_rss_mib",
+    "anon_rss_mib",
     "traced_mib",
 )
 
@@ -122,10 +129,23 @@ class Failure(Exception):
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """How the gateway's memory is looked at: tracemalloc on, glibc's arena count."""
+    """How the gateway allocates and its memory is looked at: jemalloc preloaded (or glibc's
+    malloc), tracemalloc on, glibc's arena count."""
 
+    jemalloc: Path | None = None
     tracemalloc: bool = False
     malloc_arena_max: int | None = None
+
+
+def jemalloc_library() -> Path:
+    """Debian's libjemalloc2, the allocator the image preloads (Containerfile)."""
+    found = sorted(Path("/usr/lib").glob("*-linux-gnu/libjemalloc.so.2"))
+    if not found:
+        raise SystemExit(
+            "soak: --malloc jemalloc needs Debian's libjemalloc2 "
+            "(`make soak` installs it; or run with --malloc glibc)"
+        )
+    return found[0]
 
 
 class Soak:
@@ -184,6 +204,8 @@ class Soak:
         if self.diagnosis.tracemalloc:
             probe.append("--tracemalloc")
         env = dict(os.environ)
+        if self.diagnosis.jemalloc is not None:
+            env["LD_PRELOAD"] = str(self.diagnosis.jemalloc)
         if self.diagnosis.malloc_arena_max is not None:
             env["MALLOC_ARENA_MAX"] = str(self.diagnosis.malloc_arena_max)
         self.gateway = self.procs.start(
@@ -655,6 +677,7 @@ class Soak:
             "growth_after_warmup": {
                 key: _growth([m[key] for m in minutes]) for key in figures if key in minutes[0]
             },
+            "allocator": "glibc" if self.diagnosis.jemalloc is None else "jemalloc",
             "malloc_arena_max": self.diagnosis.malloc_arena_max,
             "types_growth_after_warmup": self._types_growth(),
             "allocation_growth_after_warmup": (
@@ -732,7 +755,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "# Soak",
         "",
         f"`make soak` on {result['date']}: {result['minutes']:g} minutes of mixed kubectl "
-        f"traffic through the gateway (`workers: {result['workers']}`, {result['cpus']} "
+        f"traffic through the gateway (`workers: {result['workers']}`, "
+        f"{result['allocator']} malloc, {result['cpus']} "
         "shared CPUs, everything under `nice`) in front of the sandbox cluster. "
         "Written by bench/soak.py; the figures are in bench/results/soak.json.",
         "",
@@ -788,6 +812,9 @@ FIGURE_NAMES = {
     "ssl_cached_sessions": "TLS sessions cached",
     "malloc_in_use_mib": "malloc in use MiB",
     "malloc_free_mib": "malloc free MiB",
+    "pymalloc_arenas": "pymalloc arenas",
+    "heap_rss_mib": "heap RSS MiB",
+    "anon_rss_mib": "other anonymous RSS MiB",
     "traced_mib": "traced MiB",
 }
 
@@ -820,6 +847,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
+        "--malloc",
+        choices=("jemalloc", "glibc"),
+        default="jemalloc",
+        help="the gateway's allocator: jemalloc preloaded, as in the image (default), or glibc's",
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="trace the gateway's allocations and report what grew after warm-up (slow)",
@@ -835,7 +868,8 @@ def main() -> int:
     processes = procs.Processes(tmp)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        diagnosis = Diagnosis(args.tracemalloc, args.malloc_arena_max)
+        jemalloc = jemalloc_library() if args.malloc == "jemalloc" else None
+        diagnosis = Diagnosis(jemalloc, args.tracemalloc, args.malloc_arena_max)
         result = trio.run(Soak(args.minutes, args.workers, tmp, processes, diagnosis).run)
     finally:
         processes.stop_all()

@@ -261,10 +261,22 @@ def test_containerfile_builds_the_wheel_apart_and_runs_it_as_a_numeric_non_root_
     assert final.startswith("docker.io/library/python:") and "-slim" in final.splitlines()[0]
     assert "COPY --from=build" in final
     assert re.search(r"pip install [^\n]*\.whl", final)
-    for tool in ("apt-get", "gcc", "build-essential", "pip install --no-cache-dir build"):
+    for tool in ("gcc", "build-essential", "pip install --no-cache-dir build"):
         assert tool not in final
     assert "COPY l7proxy" not in final
     [user] = re.findall(r"(?m)^USER (\S+)$", final)
     assert all(part.isdigit() and int(part) > 0 for part in user.split(":"))
     assert '\nENTRYPOINT ["l7proxy"]\n' in final
     assert '\nCMD ["serve", "--config", "/etc/l7proxy/gateway.yaml"]\n' in final
+
+
+def test_the_image_preloads_jemalloc_its_one_system_package() -> None:
+    """The soak's memory stays flat under jemalloc, not under glibc's malloc (README, Soak)."""
+    final = re.split(r"(?m)^FROM ", (ROOT / "Containerfile").read_text())[-1]
+    assert re.findall(r"apt-get install ([^\n\\&]*)", final) == [
+        "-y --no-install-recommends libjemalloc2 "
+    ]
+    assert "rm -rf /var/lib/apt/lists/*" in final
+    [link] = re.findall(r"ln -s .* (/\S+)\n", final)
+    assert f"\nENV LD_PRELOAD={link}\n" in final
+    assert final.index("LD_PRELOAD") < final.index("\nUSER ")
