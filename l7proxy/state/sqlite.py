@@ -4,6 +4,7 @@ process opens the same file; WAL lets readers run beside the one writer)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ from l7proxy.state.store import SqlStore, Tx
 
 # How long a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT = 5.0
+# How often a new file's switch to WAL is tried again while another process holds it.
+WAL_RETRY = 0.01
 
 
 class _SqliteTx:
@@ -31,6 +34,7 @@ class SqliteBackend:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._in_wal = False  # the file is in WAL mode (a setting the file keeps)
 
     @contextmanager
     def transaction(self, *, write: bool) -> Iterator[_SqliteTx]:
@@ -39,7 +43,9 @@ class SqliteBackend:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the state store {self.path}: {exc}") from exc
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
+            if not self._in_wal:
+                _switch_to_wal(connection)
+                self._in_wal = True
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield _SqliteTx(connection)
             connection.execute("COMMIT")
@@ -53,6 +59,22 @@ class SqliteBackend:
 
     def close(self) -> None:
         """Nothing stays open between transactions."""
+
+
+def _switch_to_wal(connection: sqlite3.Connection) -> None:
+    """Put the file in WAL mode. Switching needs the whole file for a moment, and SQLite
+    answers SQLITE_BUSY at once, not after its busy timeout, while another connection
+    holds it (gateways starting at once, each migrating a new file): so try again until
+    `BUSY_TIMEOUT`."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(WAL_RETRY)
 
 
 def sqlite_store(path: Path) -> SqlStore:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -215,6 +217,27 @@ async def test_an_unreachable_sqlite_store_is_a_typed_error() -> None:
     store = sqlite_store(Path("/nonexistent/dir/state.db"))
     with pytest.raises(StoreUnavailable, match="cannot open the state store"):
         await store.migrate()
+
+
+async def test_a_new_sqlite_file_held_by_another_writer_is_waited_for(tmp_path: Path) -> None:
+    """Switching a new file to WAL while another process writes it: SQLite says busy at
+    once there (no busy timeout), as when gateways start at once on a new file."""
+    path = tmp_path / "state.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE theirs (x)")
+    releaser = threading.Timer(0.3, other.execute, ("COMMIT",))
+    releaser.start()
+    try:
+        store = sqlite_store(path)
+        await store.migrate()
+        await store.create_lock(a_lock())
+        assert await store.list_locks(NOW) == [a_lock()]
+    finally:
+        releaser.join()
+        other.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 async def test_an_unreachable_postgres_store_is_a_typed_error_without_the_password() -> None:
